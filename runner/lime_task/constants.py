@@ -1,0 +1,38 @@
+"""Names shared by the library, the runner, the operator and the CRD.
+
+One place for them so that the API group, label keys and environment variables cannot
+drift apart between the pieces (see docs/architecture.md).
+"""
+
+GROUP = "limetask.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "LimeTask"
+PLURAL = "limetasks"
+SINGULAR = "limetask"
+SHORT_NAME = "lt"
+CATEGORY = "limetask"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+LABEL_APP = f"{GROUP}/app"
+LABEL_TASK_ID = f"{GROUP}/task-id"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "lime-task-operator"
+
+STATES = ("PENDING", "STARTED", "SUCCESS", "FAILURE")
+TERMINAL_STATES = ("SUCCESS", "FAILURE")
+
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# kubelet keeps at most 4096 bytes of one container's termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+# args + kwargs as compact JSON. They travel in the LimeTask, the Job and the pod's
+# environment; tasks should pass references to large data, not the data.
+MAX_ARGUMENTS_BYTES = 32 * 1024
+
+ENV_TASK = "LIME_TASK"
+ENV_NAMESPACE = "LIME_TASK_NAMESPACE"
+ENV_APP_FACTORY = "LIME_TASK_APP_FACTORY"
+ENV_TERMINATION_PATH = "LIME_TASK_TERMINATION_PATH"
+ENV_BROKER_URL = "LIME_TASK_BROKER_URL"
+ENV_EXCHANGE = "LIME_TASK_EXCHANGE"
+DEFAULT_EXCHANGE = "lime_task"
