@@ -1,0 +1,117 @@
+"""Pydantic models of the LimeTask spec and status, shared by the library and the operator.
+
+Field names are snake_case in Python and camelCase on the wire (the CRD), through
+aliases; `model_dump(by_alias=True, exclude_none=True)` gives what the API server stores.
+A test checks these models against `crds/limetask.yaml` so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from .constants import MAX_ARGUMENTS_BYTES
+
+TASK_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+APP_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+APP_NAME_MAX = 63
+TASK_PATH_MAX = 253
+MAX_ARGS_ITEMS = 256
+MAX_KWARGS_PROPERTIES = 256
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_RETRIES = 20
+
+State = Literal["PENDING", "STARTED", "SUCCESS", "FAILURE"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase dict the API server stores (None fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Resources(_Model):
+    limits: dict[str, str | int] = Field(default_factory=dict)
+    requests: dict[str, str | int] = Field(default_factory=dict)
+
+
+class LimeTaskSpec(_Model):
+    task: str = Field(pattern=TASK_PATH_PATTERN, max_length=TASK_PATH_MAX)
+    app: str = Field(pattern=APP_NAME_PATTERN, max_length=APP_NAME_MAX)
+    args: list[Any] = Field(default_factory=list, max_length=MAX_ARGS_ITEMS)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: Optional[int] = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    image: Optional[str] = Field(default=None, min_length=1, max_length=512)
+    resources: Optional[Resources] = None
+    ttl_seconds_after_finished: Optional[int] = Field(default=None, ge=0)
+
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs_bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > MAX_KWARGS_PROPERTIES:
+            raise ValueError(f"at most {MAX_KWARGS_PROPERTIES} keyword arguments, got {len(value)}")
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"keyword argument name {key!r} is not a Python identifier")
+        return value
+
+    def arguments_size(self) -> int:
+        """Bytes of args + kwargs as compact JSON: what MAX_ARGUMENTS_BYTES bounds."""
+        import json
+
+        return len(json.dumps([self.args, self.kwargs], separators=(",", ":")).encode())
+
+    def check_arguments_size(self) -> None:
+        size = self.arguments_size()
+        if size > MAX_ARGUMENTS_BYTES:
+            raise ValueError(
+                f"task arguments are {size} bytes as JSON; the limit is {MAX_ARGUMENTS_BYTES}. "
+                "Pass a reference (an id, a URL) to large data instead of the data."
+            )
+
+
+class TaskError(_Model):
+    type: str
+    message: str = ""
+    traceback: str = ""
+
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: Optional[int] = None
+
+
+class EventRecord(_Model):
+    routing_key: str
+    message_id: str
+    confirmed_at: Optional[datetime] = None
+
+
+class LimeTaskStatus(_Model):
+    state: Optional[State] = None
+    result: Any = None
+    error: Optional[TaskError] = None
+    reason: Optional[str] = None
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    duration: Optional[str] = None
+    attempts: Optional[int] = None
+    job_name: Optional[str] = None
+    event: Optional[EventRecord] = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: Optional[int] = None
