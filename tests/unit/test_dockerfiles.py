@@ -1,0 +1,74 @@
+"""Structure of the Dockerfiles, which cannot be built here (no Docker engine).
+
+A small parser reads the instructions so that the checks are about what Docker would
+execute, not about comments or formatting.
+"""
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with line continuations joined and comments dropped."""
+    result, pending = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        keyword, _, rest = line.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def last(pairs, keyword):
+    values = [rest for key, rest in pairs if key == keyword]
+    assert values, f"no {keyword} instruction"
+    return values[-1]
+
+
+def test_operator_image_is_slim_python_with_the_operator_extra_as_non_root():
+    pairs = instructions(ROOT / "docker" / "Dockerfile.operator")
+    assert pairs[0] == ("FROM", "python:3.11-slim")
+    assert any(key == "RUN" and 'pip install ".[operator]"' in rest for key, rest in pairs)
+    assert last(pairs, "USER") == "65532:65532"
+    assert json.loads(last(pairs, "ENTRYPOINT")) == ["lime-task", "operator"]
+
+
+def test_runner_image_is_the_library_only_as_non_root_running_the_runner():
+    pairs = instructions(ROOT / "docker" / "Dockerfile.runner")
+    assert pairs[0] == ("FROM", "python:3.11-slim")
+    installs = [rest for key, rest in pairs if key == "RUN" and "pip install" in rest]
+    assert installs and not any("operator]" in rest for rest in installs)
+    assert last(pairs, "USER") == "65532:65532"
+    assert json.loads(last(pairs, "CMD")) == ["python", "-m", "lime_task.runner"]
+    assert not any(key == "ENTRYPOINT" for key, _ in pairs)  # the operator sets the command
+
+
+def test_user_is_set_after_every_install_step():
+    """A RUN after the last USER would run as the unprivileged user and fail to install."""
+    for name in ("Dockerfile.operator", "Dockerfile.runner"):
+        pairs = instructions(ROOT / "docker" / name)
+        keys = [key for key, _ in pairs]
+        assert max(i for i, k in enumerate(keys) if k == "RUN") < keys.index("USER"), name
+
+
+def test_copied_paths_exist_in_the_repository():
+    for name in ("Dockerfile.operator", "Dockerfile.runner"):
+        for key, rest in instructions(ROOT / "docker" / name):
+            if key == "COPY":
+                *sources, _ = rest.split()
+                for source in sources:
+                    assert (ROOT / source).exists() or source == "README.md", (name, source)
+
+
+def test_parser_joins_continuations_and_skips_comments():
+    sample = ROOT / "docker" / "Dockerfile.runner"
+    pairs = instructions(sample)
+    assert all(not rest.endswith("\\") for _, rest in pairs)
+    assert all(not key.startswith("#") for key, _ in pairs)
