@@ -24,6 +24,13 @@ MAX_ARGS_ITEMS = 256
 MAX_KWARGS_PROPERTIES = 256
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_RETRIES = 20
+# Kubernetes API conventions for conditions (the same patterns as metav1.Condition).
+REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+KWARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 State = Literal["PENDING", "STARTED", "SUCCESS", "FAILURE"]
 
@@ -62,7 +69,7 @@ class LimeTaskSpec(_Model):
         if len(value) > MAX_KWARGS_PROPERTIES:
             raise ValueError(f"at most {MAX_KWARGS_PROPERTIES} keyword arguments, got {len(value)}")
         for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            if not re.match(KWARG_NAME_PATTERN, key):
                 raise ValueError(f"keyword argument name {key!r} is not a Python identifier")
         return value
 
@@ -82,23 +89,23 @@ class LimeTaskSpec(_Model):
 
 
 class TaskError(_Model):
-    type: str
-    message: str = ""
-    traceback: str = ""
+    type: str = Field(max_length=256)
+    message: str = Field(default="", max_length=4096)
+    traceback: str = Field(default="", max_length=4096)
 
 
 class Condition(_Model):
-    type: str
+    type: str = Field(pattern=CONDITION_TYPE_PATTERN, max_length=316)
     status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
+    reason: str = Field(pattern=REASON_PATTERN, min_length=1, max_length=1024)
+    message: str = Field(default="", max_length=32768)
     last_transition_time: datetime
-    observed_generation: Optional[int] = None
+    observed_generation: Optional[int] = Field(default=None, ge=0)
 
 
 class EventRecord(_Model):
-    routing_key: str
-    message_id: str
+    routing_key: str = Field(max_length=255)
+    message_id: str = Field(max_length=255)
     confirmed_at: Optional[datetime] = None
 
 
@@ -106,12 +113,29 @@ class LimeTaskStatus(_Model):
     state: Optional[State] = None
     result: Any = None
     error: Optional[TaskError] = None
-    reason: Optional[str] = None
+    reason: Optional[str] = Field(default=None, pattern=REASON_PATTERN, max_length=1024)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
-    duration: Optional[str] = None
-    attempts: Optional[int] = None
-    job_name: Optional[str] = None
+    duration: Optional[str] = Field(default=None, max_length=64)
+    attempts: Optional[int] = Field(default=None, ge=0)
+    job_name: Optional[str] = Field(default=None, max_length=63)
     event: Optional[EventRecord] = None
-    conditions: list[Condition] = Field(default_factory=list)
-    observed_generation: Optional[int] = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=8)
+    observed_generation: Optional[int] = Field(default=None, ge=0)
+
+
+class RunnerTask(BaseModel):
+    """The runner's input: env LIME_TASK, built by the operator from the LimeTask.
+
+    Plain field names (no camelCase aliases): this is our own wire format, see
+    docs/architecture.md ("Runner").
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=253)
+    task: str = Field(pattern=TASK_PATH_PATTERN, max_length=TASK_PATH_MAX)
+    app: str = Field(pattern=APP_NAME_PATTERN, max_length=APP_NAME_MAX)
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    namespace: Optional[str] = None

@@ -1,0 +1,1 @@
+"""Sample Lime Tasks for the tests and the demo (import with PYTHONPATH=examples)."""

@@ -1,0 +1,71 @@
+"""Sample tasks, one per behaviour the runner and the operator must handle.
+
+Every task takes the application object first, as all Lime Tasks do.
+"""
+
+import asyncio
+import os
+import time
+
+from lime_task import task
+
+
+@task
+def add(app, a, b):
+    """Success with a small summary, the way tasks should report."""
+    return {"app": app.name, "sum": a + b, "description": f"added {a} and {b}"}
+
+
+@task
+def hello(app, name):
+    return f"hello {name} from {app.name}"
+
+
+@task
+def fail(app, message):
+    """A task that raises: exit code 1, reason TaskRaised, retried up to `retries`."""
+    raise ValueError(message)
+
+
+@task
+def sleep(app, seconds):
+    """Runs for a while: for timeouts, cancellation and concurrency limits."""
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@task
+async def async_add(app, a, b):
+    await asyncio.sleep(0)
+    return {"app": app.name, "sum": a + b}
+
+
+def not_a_task(app):
+    """Importable but not decorated: the runner must refuse it (exit 3)."""
+    raise AssertionError("not_a_task must never run")
+
+
+@task
+def flaky(app, marker_path):
+    """Fails on the first attempt and succeeds on the second.
+
+    The first run creates the marker file and raises; a retry finds it and succeeds.
+    `marker_path` must be a path both attempts see (on the local dev node: the host).
+    """
+    if not os.path.exists(marker_path):
+        with open(marker_path, "w") as marker:
+            marker.write("first attempt\n")
+        raise RuntimeError(f"first attempt fails on purpose (marker {marker_path} created)")
+    return {"attempt": 2, "marker": marker_path}
+
+
+@task
+def huge_result(app):
+    """A result larger than the 4096-byte termination message: exit 4, InvalidResult."""
+    return {"data": "x" * 10_000}
+
+
+@task
+def unserialisable(app):
+    """A result that is not JSON: exit 4, InvalidResult."""
+    return {"values": {1, 2, 3}}

@@ -1,0 +1,153 @@
+"""The library's only contact with the Kubernetes API.
+
+Configuration: when env KUBECONFIG is set, that kubeconfig (colon-separated lists are
+merged as kubectl does); else, inside a pod (KUBERNETES_SERVICE_HOST set), the in-cluster
+service-account config; else ~/.kube/config. The loaded client is cached per source, so
+changing KUBECONFIG (e.g. in tests) takes effect on the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from .constants import GROUP, PLURAL, VERSION
+from .errors import InvalidTaskError
+
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class LimeTaskApiError(RuntimeError):
+    """The API server could not do what was asked, for a reason the message gives."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    api_client: client.ApiClient
+    # The current kubeconfig context's namespace, or the pod's (in-cluster), if any.
+    context_namespace: Optional[str]
+    service_account_namespace: Optional[str]
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+
+_lock = threading.Lock()
+_connections: dict[tuple[str, str], Connection] = {}
+
+
+def _source() -> tuple[str, str]:
+    kubeconfig = os.environ.get("KUBECONFIG", "")
+    if kubeconfig:
+        return ("kubeconfig", kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return ("in-cluster", "")
+    return ("kubeconfig", os.path.expanduser("~/.kube/config"))
+
+
+def _load(kind: str, path: str) -> Connection:
+    if kind == "in-cluster":
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        try:
+            sa_namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() or None
+        except OSError:
+            sa_namespace = None
+        return Connection(client.ApiClient(configuration), None, sa_namespace)
+    try:
+        api_client = config.new_client_from_config(config_file=path)
+        _, active = config.list_kube_config_contexts(config_file=path)
+    except (config.ConfigException, OSError) as error:
+        raise LimeTaskApiError(
+            f"cannot load the Kubernetes configuration from {path!r}: {error}. "
+            "Set KUBECONFIG or run inside a cluster."
+        ) from error
+    context_namespace = (active or {}).get("context", {}).get("namespace")
+    return Connection(api_client, context_namespace, None)
+
+
+def connect() -> Connection:
+    """The cached connection for the current configuration source."""
+    key = _source()
+    with _lock:
+        connection = _connections.get(key)
+        if connection is None:
+            connection = _connections[key] = _load(*key)
+        return connection
+
+
+def _api_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return json.loads(error.body)["message"]
+    except Exception:
+        return f"{error.status} {error.reason}"
+
+
+def create_task(connection: Connection, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return connection.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    except ApiException as error:
+        if error.status in (400, 422):
+            raise InvalidTaskError(f"the API server refused the task: {_api_message(error)}") from None
+        if error.status == 404:
+            raise LimeTaskApiError(
+                f"cannot create a LimeTask in namespace {namespace!r}: {_api_message(error)} "
+                "(does the namespace exist and is the LimeTask CRD installed?)"
+            ) from None
+        raise
+
+
+def get_task(connection: Connection, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    """The LimeTask, or None if there is none by that name."""
+    try:
+        return connection.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+class WatchExpired(Exception):
+    """The resourceVersion is too old (410 Gone): read the object again and re-watch."""
+
+
+def watch_task(
+    connection: Connection, namespace: str, name: str, resource_version: str, timeout_seconds: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event type, object) for one LimeTask, from `resource_version`, for at most
+    `timeout_seconds` (the server ends the watch then; the client gives it a little more
+    so a dead connection cannot hang the caller)."""
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            connection.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            timeout_seconds=timeout_seconds,
+            _request_timeout=timeout_seconds + 10,
+        ):
+            kind, obj = event["type"], event["object"]
+            if kind == "ERROR":
+                if isinstance(obj, dict) and obj.get("code") == 410:
+                    raise WatchExpired()
+                raise LimeTaskApiError(f"watching task {name!r} failed: {obj}")
+            yield kind, obj
+    except ApiException as error:
+        if error.status == 410:
+            raise WatchExpired() from None
+        raise
+    finally:
+        stream.stop()

@@ -1,0 +1,159 @@
+"""Pure logic of `send_task`: check the arguments and build the LimeTask object.
+
+Nothing here talks to the API server, so every refusal is unit-tested; `api.py` only
+adds the create call. Checks happen before anything is created, so a refused task leaves
+no half-made object behind.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from pydantic import ValidationError
+
+from .constants import API_VERSION, KIND, LABEL_APP, MAX_ARGUMENTS_BYTES
+from .errors import InvalidTaskError
+from .models import LimeTaskSpec
+from .tasks import TaskOptions, options_of, registered
+
+
+def app_name_of(app: Any) -> str:
+    """The application's name: `app` itself if it is a str, else its `.name`."""
+    if isinstance(app, str):
+        name = app
+    else:
+        name = getattr(app, "name", None)
+        if not isinstance(name, str):
+            raise InvalidTaskError(
+                f"app must be an application object with a string .name or a name string, got {app!r}"
+            )
+    if not name:
+        raise InvalidTaskError("app name is empty")
+    return name
+
+
+def task_name_and_options(task: Any) -> tuple[str, Optional[TaskOptions]]:
+    """The dotted task name and the @task defaults for a task given by name or function.
+
+    A name is looked up in this process's registry of decorated functions: defaults
+    apply when the task's module has been imported here, and never cause an import.
+    """
+    if isinstance(task, str):
+        function = registered(task)
+        return task, (options_of(function) if function is not None else None)
+    options = options_of(task)
+    if options is None:
+        raise InvalidTaskError(f"{task!r} is not decorated with @task; pass a @task function or its dotted name")
+    if "<locals>" in options.name:
+        raise InvalidTaskError(
+            f"task {options.name!r} is defined inside a function; the runner can only import "
+            "module-level functions"
+        )
+    return options.name, options
+
+
+def _json_problem(value: Any) -> Optional[str]:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def check_json_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """InvalidTaskError naming the first argument that is not JSON (or not a valid key)."""
+    for index, value in enumerate(args):
+        problem = _json_problem(value)
+        if problem:
+            raise InvalidTaskError(
+                f"positional argument {index} of task {task_name!r} is not JSON-serialisable "
+                f"({problem}); task arguments travel as JSON"
+            )
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise InvalidTaskError(f"keyword argument name {key!r} of task {task_name!r} is not a string")
+        problem = _json_problem(value)
+        if problem:
+            raise InvalidTaskError(
+                f"keyword argument {key!r} of task {task_name!r} is not JSON-serialisable "
+                f"({problem}); task arguments travel as JSON"
+            )
+
+
+def _as_json(value: Any) -> Any:
+    """The value as it will arrive in the task (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "spec"
+        parts.append(f"{field}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def build_spec(
+    task_name: str,
+    app_name: str,
+    args: Sequence[Any] = (),
+    kwargs: Optional[Mapping[str, Any]] = None,
+    *,
+    defaults: Optional[TaskOptions] = None,
+    timeout_seconds: Optional[int] = None,
+    retries: Optional[int] = None,
+    image: Optional[str] = None,
+    resources: Optional[Mapping[str, Any]] = None,
+    ttl_seconds_after_finished: Optional[int] = None,
+) -> LimeTaskSpec:
+    """The validated spec; explicit options win over the @task defaults."""
+    kwargs = dict(kwargs or {})
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise InvalidTaskError(f"args of task {task_name!r} must be a list or tuple, got {type(args).__name__}")
+    check_json_arguments(task_name, args, kwargs)
+    options: dict[str, Any] = dict(defaults.defaults()) if defaults else {}
+    explicit = {
+        "timeout_seconds": timeout_seconds,
+        "retries": retries,
+        "image": image,
+        "resources": dict(resources) if resources is not None else None,
+        "ttl_seconds_after_finished": ttl_seconds_after_finished,
+    }
+    options.update({key: value for key, value in explicit.items() if value is not None})
+    try:
+        spec = LimeTaskSpec(task=task_name, app=app_name, args=_as_json(list(args)), kwargs=_as_json(kwargs), **options)
+    except ValidationError as error:
+        raise InvalidTaskError(f"invalid task {task_name!r}: {_describe(error)}") from None
+    try:
+        spec.check_arguments_size()
+    except ValueError as error:
+        raise InvalidTaskError(f"task {task_name!r}: {error}") from None
+    return spec
+
+
+def new_task_id() -> str:
+    """A fresh task id: also the LimeTask's metadata.name, so a valid DNS subdomain."""
+    return str(uuid.uuid4())
+
+
+def build_task_object(spec: LimeTaskSpec, task_id: str, namespace: str) -> dict[str, Any]:
+    """The LimeTask as sent to the API server; the app label makes `-l` selection work."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": task_id, "namespace": namespace, "labels": {LABEL_APP: spec.app}},
+        "spec": spec.to_wire(),
+    }
+
+
+__all__ = [
+    "MAX_ARGUMENTS_BYTES",
+    "app_name_of",
+    "build_spec",
+    "build_task_object",
+    "check_json_arguments",
+    "new_task_id",
+    "task_name_and_options",
+]
