@@ -24,7 +24,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from . import kube
 from .config import choose_namespace
@@ -93,15 +93,24 @@ class TaskStatus:
         """The original API's shape: exactly id, status and result."""
         return {"id": self.id, "status": self.status, "result": self.result}
 
-    def _update(self, other: "TaskStatus") -> None:
+    def _update(self, other: "TaskStatus", on_change: Optional[Callable[["TaskStatus"], Any]] = None) -> None:
+        changed = other.status != self.status
         self.status, self.result, self.error = other.status, other.result, other.error
+        if changed and on_change is not None:
+            on_change(self)
 
-    def wait(self, timeout: Optional[float] = None) -> "TaskStatus":
+    def wait(
+        self,
+        timeout: Optional[float] = None,
+        on_change: Optional[Callable[["TaskStatus"], Any]] = None,
+    ) -> "TaskStatus":
         """Block until the task completes; update this object and return it.
 
         Uses a Kubernetes watch on this one task (no polling). `timeout` in seconds,
         None waits for ever. Raises TimeoutError naming the task and its last state,
         NotFoundError if the task is deleted (or cancelled) while waiting.
+        `on_change`, if given, is called with this object whenever the state changes
+        while waiting (the CLI reports progress with it).
         """
         if self.is_completed():
             return self
@@ -116,11 +125,11 @@ class TaskStatus:
             # A fresh read gives the state and the resourceVersion to watch from, so no
             # change between the read and the watch is missed.
             obj = _read_own(connection, namespace, self.id, self.app)
-            self._update(TaskStatus.from_object(obj))
+            self._update(TaskStatus.from_object(obj), on_change)
             if self.is_completed():
                 return self
             try:
-                self._watch(connection, namespace, obj["metadata"]["resourceVersion"], deadline)
+                self._watch(connection, namespace, obj["metadata"]["resourceVersion"], deadline, on_change)
                 return self
             except kube.WatchExpired:
                 continue
@@ -130,7 +139,14 @@ class TaskStatus:
                     f"last state {self.status}"
                 ) from None
 
-    def _watch(self, connection: kube.Connection, namespace: str, version: str, deadline: Optional[float]) -> None:
+    def _watch(
+        self,
+        connection: kube.Connection,
+        namespace: str,
+        version: str,
+        deadline: Optional[float],
+        on_change: Optional[Callable[["TaskStatus"], Any]] = None,
+    ) -> None:
         while True:
             if deadline is None:
                 window = _WATCH_WINDOW_SECONDS
@@ -147,7 +163,7 @@ class TaskStatus:
                 if kind == "BOOKMARK":
                     continue
                 version = obj["metadata"]["resourceVersion"]
-                self._update(TaskStatus.from_object(obj))
+                self._update(TaskStatus.from_object(obj), on_change)
                 if self.is_completed():
                     return
 
