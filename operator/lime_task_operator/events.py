@@ -145,9 +145,21 @@ def classify_error(exc: BaseException, safe_url: str, exchange: str) -> PublishE
 def _connection_error_detail(exc: BaseException) -> str:
     """pika wraps the socket error several layers deep; the innermost says what happened."""
     inner: Any = exc
-    while isinstance(inner, pika.exceptions.AMQPConnectionError) and inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    text = str(inner) or type(inner).__name__
+    for _ in range(10):  # bounded: these wrappers never nest deeper than a few levels
+        if getattr(inner, "exception", None) is not None:  # connector phase errors
+            inner = inner.exception
+        elif getattr(inner, "exceptions", None):  # connection workflow: the last attempt's error
+            inner = inner.exceptions[-1]
+        elif inner.args and isinstance(inner.args[0], BaseException):
+            inner = inner.args[0]
+        else:
+            break
+    if isinstance(inner, OSError) and inner.strerror:
+        text = inner.strerror
+    elif isinstance(inner, TimeoutError):
+        text = "connection timed out"
+    else:
+        text = str(inner) or type(inner).__name__
     return redact_url(text)
 
 

@@ -286,6 +286,7 @@ class EventConsumer:
     `queue` given: a durable queue of that name, which keeps events while no consumer
     runs (a service that must not miss events). No `queue`: a server-named exclusive
     queue that disappears with the connection (watching events live, as the CLI does).
+    One consumer can `run()` several times while it stays open.
 
     A handler that raises gets its message rejected without requeue (requeueing would
     redeliver the same poison message forever). With `dead_letter=True` (named queues
@@ -366,11 +367,19 @@ class EventConsumer:
         if self.queue_name:
             result = channel.queue_declare(self.queue_name, durable=True, arguments=arguments)
         else:
-            result = channel.queue_declare("", exclusive=True, auto_delete=True)
+            # Exclusive: the broker deletes it with the connection. Not auto-delete as well,
+            # which would delete it the moment one run() ends and break the next run().
+            result = channel.queue_declare("", exclusive=True)
         self.queue = result.method.queue
         for pattern in self.patterns:
             channel.queue_bind(self.queue, self.exchange, routing_key=pattern)
         channel.basic_qos(prefetch_count=self.prefetch)
+
+    def pending(self) -> int:
+        """Messages waiting in the queue (routed to it and not yet delivered)."""
+        if self._channel is None:
+            raise ConsumerError("the consumer is not open")
+        return self._channel.queue_declare(self.queue, passive=True).method.message_count
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None

@@ -1,0 +1,380 @@
+"""The publisher and the consumer helper against a real RabbitMQ.
+
+Every test uses its own exchange and queue names, so tests cannot see each other's
+messages even though they share one broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
+
+import pika
+import pytest
+
+from lime_task.events import (
+    EventConsumer,
+    TaskEvent,
+    build_event_body,
+    consume,
+    dead_letter_names,
+    event_message_id,
+    pattern_for,
+    routing_key,
+)
+from lime_task_operator.events import EventPublisher, PublishError
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def unique(prefix: str) -> str:
+    return f"test.{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+def finished_task(task: str, state: str, **status) -> dict:
+    uid = str(uuid.uuid4())
+    return {
+        "metadata": {"name": str(uuid.uuid4()), "namespace": "events-test", "uid": uid,
+                     "creationTimestamp": "2024-05-01T10:00:00Z"},
+        "spec": {"task": task, "app": "my-app"},
+        "status": {"state": state, "attempts": 1, "startedAt": "2024-05-01T10:00:01Z",
+                   "finishedAt": "2024-05-01T10:00:02Z",
+                   "result": {"n": 1} if state == "SUCCESS" else None,
+                   "error": {"type": "ValueError", "message": "bad"} if state == "FAILURE" else None,
+                   **status},
+    }
+
+
+def publish_task(publisher: EventPublisher, obj: dict) -> str:
+    """Publish a finished task's event the way the operator does; returns its message id."""
+    state = obj["status"]["state"]
+    message_id = event_message_id(obj["metadata"]["uid"], state)
+    publisher.publish(routing_key(obj["spec"]["task"], state), build_event_body(obj), message_id,
+                      datetime.now(timezone.utc))
+    return message_id
+
+
+@pytest.fixture
+def exchange() -> str:
+    return unique("exchange")
+
+
+@pytest.fixture
+def amqp(broker):
+    """A plain pika channel for the test's own declarations and checks."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    channel = connection.channel()
+    yield channel
+    connection.close()
+
+
+@pytest.fixture
+def publisher(broker, exchange):
+    pub = EventPublisher(broker.url, exchange)
+    yield pub
+    pub.close()
+
+
+@pytest.fixture
+def cleanup(amqp):
+    """Names of exchanges and queues the test declared durable, deleted afterwards."""
+    names = {"exchanges": [], "queues": []}
+    yield names
+    for queue in names["queues"]:
+        amqp.queue_delete(queue)
+    for exchange in names["exchanges"]:
+        amqp.exchange_delete(exchange)
+
+
+def bound_queue(amqp, exchange: str, pattern: str = "#") -> str:
+    # The exchange the publisher declares: a durable topic exchange.
+    amqp.exchange_declare(exchange, exchange_type="topic", durable=True)
+    queue = amqp.queue_declare("", exclusive=True).method.queue
+    amqp.queue_bind(queue, exchange, routing_key=pattern)
+    return queue
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    return urlunsplit((parts.scheme, f"{user}:{password}@{host}", parts.path, parts.query, ""))
+
+
+# -- publishing -------------------------------------------------------------------------
+
+
+def test_publisher_delivers_a_persistent_confirmed_json_event(publisher, exchange, amqp, cleanup):
+    cleanup["exchanges"].append(exchange)
+    queue = bound_queue(amqp, exchange)
+    obj = finished_task("pkg.tasks.report", "SUCCESS")
+    when = datetime(2024, 5, 1, 10, 0, 2, tzinfo=timezone.utc)
+
+    publisher.publish("core.task.pkg.tasks.report.success.v1", build_event_body(obj),
+                      event_message_id(obj["metadata"]["uid"], "SUCCESS"), when)
+
+    method, properties, body = amqp.basic_get(queue, auto_ack=True)
+    assert method is not None, "the confirmed event is not in the bound queue"
+    assert method.exchange == exchange
+    assert method.routing_key == "core.task.pkg.tasks.report.success.v1"
+    assert properties.delivery_mode == 2
+    assert properties.content_type == "application/json"
+    assert properties.message_id == f"{obj['metadata']['uid']}.success"
+    assert properties.timestamp == int(when.timestamp())
+    assert properties.app_id == "lime-task-operator"
+    assert json.loads(body) == build_event_body(obj)
+    assert amqp.basic_get(queue, auto_ack=True)[0] is None, "published more than once"
+
+
+def test_publisher_declares_a_durable_topic_exchange(publisher, exchange, amqp, cleanup):
+    cleanup["exchanges"].append(exchange)
+    publish_task(publisher, finished_task("pkg.tasks.report", "FAILURE"))
+    # Re-declaring with other settings fails if the publisher declared it differently.
+    amqp.exchange_declare(exchange, exchange_type="topic", durable=True)
+
+
+def test_an_event_nobody_listens_to_is_confirmed_and_dropped(publisher, exchange, cleanup):
+    cleanup["exchanges"].append(exchange)
+    # mandatory=False: no PublishError although no queue is bound (see docs/events.md).
+    publish_task(publisher, finished_task("pkg.tasks.report", "SUCCESS"))
+
+
+def test_one_publisher_is_safe_to_share_between_threads(publisher, exchange, amqp, cleanup):
+    cleanup["exchanges"].append(exchange)
+    queue = bound_queue(amqp, exchange)
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            for _ in range(10):
+                ids.append(publish_task(publisher, finished_task("pkg.tasks.bulk", "SUCCESS")))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    received = []
+    while True:
+        method, properties, _ = amqp.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        received.append(properties.message_id)
+    assert sorted(received) == sorted(ids) and len(ids) == 40
+
+
+def test_exchange_of_another_type_is_an_exchange_mismatch(broker, exchange, amqp, cleanup):
+    cleanup["exchanges"].append(exchange)
+    amqp.exchange_declare(exchange, exchange_type="fanout", durable=True)
+    publisher = EventPublisher(broker.url, exchange)
+    try:
+        with pytest.raises(PublishError) as caught:
+            publish_task(publisher, finished_task("pkg.tasks.report", "SUCCESS"))
+    finally:
+        publisher.close()
+    assert caught.value.reason == "ExchangeMismatch"
+    assert exchange in caught.value.message
+
+
+# -- bad settings give a clear error, not a hang ------------------------------------------
+
+
+def free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.timeout(30)
+def test_nothing_listening_is_broker_unreachable(exchange):
+    url = f"amqp://lime:not-this@127.0.0.1:{free_loopback_port()}/%2F"
+    publisher = EventPublisher(url, exchange)
+    with pytest.raises(PublishError) as caught:
+        publish_task(publisher, finished_task("pkg.tasks.report", "SUCCESS"))
+    assert caught.value.reason == "BrokerUnreachable"
+    assert "refused" in caught.value.message.lower()
+    assert "not-this" not in caught.value.message
+
+
+@pytest.mark.timeout(30)
+def test_wrong_credentials_are_broker_auth_failed_and_the_password_is_never_logged(broker, exchange, caplog):
+    password = "wrong-" + uuid.uuid4().hex
+    publisher = EventPublisher(with_credentials(broker.url, "nobody", password), exchange)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(2):  # the second attempt reconnects and fails the same way
+            with pytest.raises(PublishError) as caught:
+                publish_task(publisher, finished_task("pkg.tasks.report", "SUCCESS"))
+            assert caught.value.reason == "BrokerAuthFailed"
+    assert "credentials" in caught.value.message
+    assert password not in caught.value.message
+    assert password not in caplog.text
+    assert "BrokerAuthFailed" in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_unknown_virtual_host_is_broker_access_denied(broker, exchange):
+    parts = urlsplit(broker.url)
+    url = urlunsplit((parts.scheme, parts.netloc, "/no-such-vhost-" + uuid.uuid4().hex[:6], "", ""))
+    publisher = EventPublisher(url, exchange)
+    with pytest.raises(PublishError) as caught:
+        publish_task(publisher, finished_task("pkg.tasks.report", "SUCCESS"))
+    assert caught.value.reason == "BrokerAccessDenied"
+
+
+# -- consuming ----------------------------------------------------------------------------
+
+
+def test_a_failures_consumer_sees_only_failures(broker, publisher, exchange, cleanup):
+    cleanup["exchanges"].append(exchange)
+    seen: list[TaskEvent] = []
+    with EventConsumer(pattern_for(failures=True), url=broker.url, exchange=exchange) as consumer:
+        tasks = [finished_task("pkg.tasks.a", "SUCCESS"), finished_task("pkg.tasks.a", "FAILURE"),
+                 finished_task("other.tasks.b", "SUCCESS"), finished_task("other.tasks.b", "FAILURE")]
+        ids = [publish_task(publisher, obj) for obj in tasks]
+        handled = consumer.run(seen.append, max_messages=2, timeout=30)
+        # Every publish was confirmed (routed) before run: whatever is left is in the queue.
+        left = consumer.pending()
+    assert handled == 2
+    assert left == 0, "a success event was routed to a failures-only consumer"
+    assert [event.message_id for event in seen] == [ids[1], ids[3]]
+    assert [event.task_name for event in seen] == ["pkg.tasks.a", "other.tasks.b"]
+    assert all(event.state == "FAILURE" and event.error == {"type": "ValueError", "message": "bad"}
+               for event in seen)
+    assert seen[0].routing_key == "core.task.pkg.tasks.a.failure.v1"
+    assert seen[0].task_id == tasks[1]["metadata"]["name"]
+    assert seen[0].app == "my-app" and seen[0].attempts == 1
+
+
+def test_a_consumer_of_one_tasks_successes(broker, publisher, exchange, cleanup):
+    cleanup["exchanges"].append(exchange)
+    seen: list[TaskEvent] = []
+    with EventConsumer(pattern_for(successes=True, task="pkg.tasks.a"), url=broker.url,
+                       exchange=exchange) as consumer:
+        for obj in [finished_task("pkg.tasks.a", "FAILURE"), finished_task("pkg.tasks.ab", "SUCCESS"),
+                    finished_task("pkg.tasks.a.sub", "SUCCESS"), finished_task("pkg.tasks.a", "SUCCESS")]:
+            publish_task(publisher, obj)
+        consumer.run(seen.append, max_messages=1, timeout=30)
+        left = consumer.pending()
+    assert [(e.task_name, e.state, e.result) for e in seen] == [("pkg.tasks.a", "SUCCESS", {"n": 1})]
+    assert left == 0
+
+
+def test_a_named_queue_keeps_events_while_no_consumer_runs(broker, publisher, exchange, cleanup):
+    queue = unique("queue")
+    cleanup["exchanges"].append(exchange)
+    cleanup["queues"].append(queue)
+    EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue).open().close()
+
+    message_id = publish_task(publisher, finished_task("pkg.tasks.a", "SUCCESS"))  # nobody consuming
+
+    seen: list[TaskEvent] = []
+    handled = consume(seen.append, pattern_for(), url=broker.url, exchange=exchange, queue=queue,
+                      max_messages=1, timeout=30)
+    assert handled == 1 and seen[0].message_id == message_id
+
+
+class Crash(BaseException):
+    """Stands for the consumer process dying inside the handler (not a handler error)."""
+
+
+def test_a_message_is_acknowledged_only_after_the_handler_returns(broker, publisher, exchange, cleanup):
+    queue = unique("queue")
+    cleanup["exchanges"].append(exchange)
+    cleanup["queues"].append(queue)
+    EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue).open().close()
+    message_id = publish_task(publisher, finished_task("pkg.tasks.a", "SUCCESS"))
+
+    def die(event):
+        raise Crash()
+
+    with pytest.raises(Crash):
+        consume(die, pattern_for(), url=broker.url, exchange=exchange, queue=queue, max_messages=1, timeout=30)
+
+    seen: list[TaskEvent] = []
+    consume(seen.append, pattern_for(), url=broker.url, exchange=exchange, queue=queue, max_messages=1,
+            timeout=30)
+    assert [event.message_id for event in seen] == [message_id]
+    assert seen[0].redelivered is True
+
+
+def test_a_handler_that_raises_sends_the_message_to_the_dead_letter_queue(broker, publisher, exchange, amqp,
+                                                                        cleanup, caplog):
+    queue = unique("queue")
+    dlx, dlq = dead_letter_names(queue)
+    cleanup["exchanges"] += [exchange, dlx]
+    cleanup["queues"] += [queue, dlq]
+    bad = finished_task("pkg.tasks.a", "FAILURE")
+    good = finished_task("pkg.tasks.a", "SUCCESS")
+    handled_ok: list[str] = []
+
+    def handler(event: TaskEvent):
+        if event.task_id == bad["metadata"]["name"]:
+            raise RuntimeError("mail server down")
+        handled_ok.append(event.message_id)
+
+    with EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue,
+                       dead_letter=True) as consumer:
+        bad_id = publish_task(publisher, bad)
+        good_id = publish_task(publisher, good)
+        with caplog.at_level(logging.ERROR, logger="lime_task.events"):
+            assert consumer.run(handler, max_messages=2, timeout=30) == 2
+
+    assert handled_ok == [good_id]
+    assert "mail server down" in caplog.text and "dead-lettered" in caplog.text
+    method, properties, body = amqp.basic_get(dlq, auto_ack=True)
+    assert method is not None, "the failed message is not in the dead-letter queue"
+    assert properties.message_id == bad_id
+    assert properties.headers["x-death"][0]["reason"] == b"rejected" or \
+        properties.headers["x-death"][0]["reason"] == "rejected"
+    assert json.loads(body)["id"] == bad["metadata"]["name"]
+    assert amqp.queue_declare(queue, passive=True).method.message_count == 0
+
+
+def test_without_dead_letter_a_failed_message_is_logged_and_not_redelivered(broker, publisher, exchange,
+                                                                             cleanup, caplog):
+    queue = unique("queue")
+    cleanup["exchanges"].append(exchange)
+    cleanup["queues"].append(queue)
+    calls: list[str] = []
+
+    def handler(event: TaskEvent):
+        calls.append(event.message_id)
+        raise RuntimeError("handler bug")
+
+    with EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue) as consumer:
+        message_id = publish_task(publisher, finished_task("pkg.tasks.a", "FAILURE"))
+        with caplog.at_level(logging.ERROR, logger="lime_task.events"):
+            consumer.run(handler, max_messages=1, timeout=30)
+        left = consumer.pending()
+    assert calls == [message_id]
+    assert left == 0
+    assert "handler bug" in caplog.text and "dropped" in caplog.text
+
+
+def test_a_malformed_message_is_rejected_without_reaching_the_handler(broker, exchange, amqp, cleanup, caplog):
+    cleanup["exchanges"].append(exchange)
+    amqp.exchange_declare(exchange, exchange_type="topic", durable=True)
+    seen: list[TaskEvent] = []
+    with EventConsumer(pattern_for(), url=broker.url, exchange=exchange) as consumer:
+        amqp.basic_publish(exchange, "core.task.pkg.x.failure.v1", b"not json",
+                           pika.BasicProperties(message_id="junk"))
+        good = finished_task("pkg.x", "FAILURE")
+        amqp.basic_publish(exchange, "core.task.pkg.x.failure.v1", json.dumps(build_event_body(good)).encode())
+        with caplog.at_level(logging.ERROR, logger="lime_task.events"):
+            assert consumer.run(seen.append, max_messages=1, timeout=30) == 1
+    assert [event.task_id for event in seen] == [good["metadata"]["name"]]
+    assert "malformed event junk" in caplog.text
+
+
+def test_consume_stops_at_its_timeout_when_nothing_arrives(broker, exchange, cleanup):
+    cleanup["exchanges"].append(exchange)
+    assert consume(lambda event: None, pattern_for(), url=broker.url, exchange=exchange, timeout=1) == 0
