@@ -17,6 +17,7 @@ import pika
 import pytest
 
 from lime_task.events import (
+    ConsumerError,
     EventConsumer,
     TaskEvent,
     build_event_body,
@@ -333,8 +334,7 @@ def test_a_handler_that_raises_sends_the_message_to_the_dead_letter_queue(broker
     method, properties, body = amqp.basic_get(dlq, auto_ack=True)
     assert method is not None, "the failed message is not in the dead-letter queue"
     assert properties.message_id == bad_id
-    assert properties.headers["x-death"][0]["reason"] == b"rejected" or \
-        properties.headers["x-death"][0]["reason"] == "rejected"
+    assert properties.headers["x-death"][0]["reason"] in (b"rejected", "rejected")
     assert json.loads(body)["id"] == bad["metadata"]["name"]
     assert amqp.queue_declare(queue, passive=True).method.message_count == 0
 
@@ -378,3 +378,22 @@ def test_a_malformed_message_is_rejected_without_reaching_the_handler(broker, ex
 def test_consume_stops_at_its_timeout_when_nothing_arrives(broker, exchange, cleanup):
     cleanup["exchanges"].append(exchange)
     assert consume(lambda event: None, pattern_for(), url=broker.url, exchange=exchange, timeout=1) == 0
+
+
+def test_switching_dead_letter_on_for_an_existing_queue_says_to_delete_it(broker, exchange, cleanup):
+    queue = unique("queue")
+    dlx, dlq = dead_letter_names(queue)
+    cleanup["exchanges"] += [exchange, dlx]
+    cleanup["queues"] += [queue, dlq]
+    EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue).open().close()
+    with pytest.raises(ConsumerError, match="delete it to change dead_letter"):
+        EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue, dead_letter=True).open()
+
+
+@pytest.mark.timeout(30)
+def test_a_consumer_with_a_dead_broker_url_raises_a_consumer_error(exchange):
+    url = f"amqp://lime:hidden-pw@127.0.0.1:{free_loopback_port()}/%2F"
+    with pytest.raises(ConsumerError) as caught:
+        consume(lambda event: None, pattern_for(), url=url, exchange=exchange, timeout=1)
+    assert "cannot connect to the broker" in str(caught.value)
+    assert "hidden-pw" not in str(caught.value)
