@@ -1,0 +1,146 @@
+"""What a user may type: value parsing, --kwarg, bounds, and the command-line shape."""
+
+import argparse
+
+import pytest
+
+from lime_task import cli, cli_args
+from lime_task.cli_args import ExitCode
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("1", 1),
+        ("-2.5", -2.5),
+        ("true", True),
+        ("null", None),
+        ("[1, 2]", [1, 2]),
+        ('{"a": {"b": 1}}', {"a": {"b": 1}}),
+        ('"1"', "1"),  # a quoted JSON string forces text
+        ("hello", "hello"),
+        ("", ""),
+        ("[1, 2", "[1, 2"),  # invalid JSON stays text
+        ("NaN", "NaN"),  # not JSON the API accepts: text, not a float nan
+        ("Infinity", "Infinity"),
+        ("[NaN]", "[NaN]"),
+    ],
+)
+def test_parse_value_is_json_when_valid_else_text(text, value):
+    assert cli_args.parse_value(text) == value
+    assert type(cli_args.parse_value(text)) is type(value)
+
+
+def test_parse_kwargs_parses_values_like_args():
+    assert cli_args.parse_kwargs(["a=1", "b=x", "c=[1]", "d=a=b", "e="]) == {
+        "a": 1, "b": "x", "c": [1], "d": "a=b", "e": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("novalue", "is not NAME=VALUE"),
+        ("1x=2", "is not a Python identifier"),
+        ("my-key=2", "is not a Python identifier"),
+        ("=2", "is not a Python identifier"),
+    ],
+)
+def test_parse_kwargs_rejects_bad_items_naming_them(item, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        cli_args.parse_kwargs([item])
+    assert repr(item) in str(raised.value)
+
+
+def test_parse_kwargs_rejects_a_repeated_name():
+    with pytest.raises(ValueError, match="'a' is given twice"):
+        cli_args.parse_kwargs(["a=1", "a=2"])
+
+
+@pytest.mark.parametrize(
+    "function, text, message",
+    [
+        (cli_args.task_timeout, "0", "between 1 and 604800"),
+        (cli_args.task_timeout, "604801", "between 1 and 604800"),
+        (cli_args.task_timeout, "1.5", "whole number"),
+        (cli_args.retries, "21", "between 0 and 20"),
+        (cli_args.retries, "-1", "between 0 and 20"),
+        (cli_args.wait_seconds, "0", "positive"),
+        (cli_args.wait_seconds, "nan", "positive"),
+        (cli_args.wait_seconds, "inf", "positive"),
+        (cli_args.wait_seconds, "soon", "number of seconds"),
+        (cli_args.positive_count, "0", "at least 1"),
+        (cli_args.state, "DONE", "PENDING, STARTED, SUCCESS, FAILURE"),
+    ],
+)
+def test_bounded_options_reject_out_of_range_values(function, text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        function(text)
+
+
+def test_bounded_options_accept_their_limits():
+    assert cli_args.task_timeout("604800") == 604800
+    assert cli_args.retries("0") == 0
+    assert cli_args.wait_seconds("0.5") == 0.5
+    assert cli_args.state("failure") == "FAILURE"
+
+
+def test_send_takes_arguments_before_and_after_options_in_order():
+    options = cli.parse(["send", "pkg.tasks.add", "1", "--app", "my-app", "[2]", "x", "--kwarg", "k=true"])
+    assert options.task == "pkg.tasks.add"
+    assert options.app == "my-app"
+    assert options.values == [1, [2], "x"]
+    assert options.kwargs == {"k": True}
+    assert options.wait is False and options.output == "text"
+
+
+def test_send_takes_negative_numbers_as_arguments():
+    options = cli.parse(["send", "pkg.tasks.add", "--app", "a", "-1", "-2.5"])
+    assert options.values == [-1, -2.5]
+
+
+def test_send_options_are_parsed_and_bounded():
+    options = cli.parse(
+        ["send", "p.t", "--app", "a", "--timeout", "60", "--retries", "2", "--wait", "--wait-timeout", "5", "-o", "json", "-n", "ns"]
+    )
+    assert (options.timeout, options.retries, options.wait, options.wait_timeout) == (60, 2, True, 5.0)
+    assert (options.output, options.namespace) == ("json", "ns")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["send", "p.t"], "--app"),
+        (["send", "p.t", "--app", "a", "--retries", "99"], "--retries must be between 0 and 20"),
+        (["send", "p.t", "--app", "a", "--kwarg", "oops"], "'oops' is not NAME=VALUE"),
+        (["send", "p.t", "--app", "a", "--bogus"], "unrecognized arguments: --bogus"),
+        (["send", "p.t", "--app", "a", "--wait-timeout", "3"], "--wait-timeout needs --wait"),
+        (["status", "id1"], "--app"),
+        (["status", "id1", "--app", "a", "extra"], "unrecognized arguments: extra"),
+        (["list", "--state", "DONE"], "state must be one of"),
+        (["wait", "id1", "--app", "a", "--timeout", "-1"], "positive"),
+        (["events", "--failures", "--successes"], "give one or neither"),
+        (["events", "--max", "0"], "at least 1"),
+        (["generate"], "WHAT"),
+        (["status", "id1", "--app", "a", "-o", "yaml"], "invalid choice: 'yaml'"),
+        ([], "COMMAND"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_command_lines_exit_2_naming_the_problem(argv, message, capsys):
+    assert cli.main(argv) == ExitCode.USAGE == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_documents_every_exit_code(capsys):
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for code in (0, 1, 2, 3, 4, 5):
+        assert f"\n  {code}  " in text
+    for command in ("send", "status", "wait", "list", "cancel", "logs", "events", "generate", "run", "operator"):
+        assert f"    {command} " in text
+
+
+def test_exit_codes_are_the_documented_numbers():
+    assert [int(c) for c in (ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.NOT_FOUND, ExitCode.TIMEOUT, ExitCode.UNAVAILABLE)] == [0, 1, 2, 3, 4, 5]
+    assert ExitCode.INTERRUPTED == 130
