@@ -1,0 +1,216 @@
+"""The Job that runs one LimeTask: a pure builder, testable without a cluster.
+
+Everything the operator decides about a task's pod lives here (name, image, limits,
+security), so the handlers only ship the resulting dict to the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Mapping
+
+from pydantic import ValidationError
+
+from lime_task.constants import (
+    API_VERSION,
+    ENV_NAMESPACE,
+    ENV_TASK,
+    KIND,
+    LABEL_APP,
+    LABEL_MANAGED_BY,
+    LABEL_TASK_ID,
+    MANAGED_BY,
+    TERMINATION_MESSAGE_PATH,
+)
+from lime_task.models import LimeTaskSpec
+
+from .settings import Settings
+
+JOB_NAME_PREFIX = "lt-"
+# Job names end up in the pods' `job-name` label, whose values are at most 63 characters.
+JOB_NAME_MAX = 63
+CONTAINER_NAME = "task"
+RUNNER_COMMAND = ["python", "-m", "lime_task.runner"]
+# Runner exit codes that mean "retrying cannot help" (docs/architecture.md, Runner).
+EXIT_COULD_NOT_LOAD = 3
+EXIT_INVALID_RESULT = 4
+NON_RETRIABLE_EXIT_CODES = (EXIT_COULD_NOT_LOAD, EXIT_INVALID_RESULT)
+# Task images need no particular user; any non-root uid works for `python -m`.
+RUN_AS_USER = 1000
+
+
+class InvalidTask(ValueError):
+    """The task passed the CRD schema but the operator refuses to run it.
+
+    It ends as FAILURE with reason InvalidTask; retrying cannot help, so it never is.
+    """
+
+
+def job_name(task_name: str) -> str:
+    """The deterministic Job name for a task.
+
+    Deterministic so that a restarted operator finds the Job it created before (409 on
+    create) instead of creating a second one. Long names, and names with dots (legal for
+    a LimeTask, awkward in pod host names), are cut and made unique by a hash suffix.
+    """
+    plain = JOB_NAME_PREFIX + task_name
+    if len(plain) <= JOB_NAME_MAX and "." not in task_name:
+        return plain
+    digest = hashlib.sha256(task_name.encode()).hexdigest()[:10]
+    stem = re.sub(r"[^a-z0-9-]", "-", task_name.lower())
+    stem = stem[: JOB_NAME_MAX - len(JOB_NAME_PREFIX) - len(digest) - 1].strip("-")
+    return f"{JOB_NAME_PREFIX}{stem}-{digest}" if stem else f"{JOB_NAME_PREFIX}{digest}"
+
+
+def parse_spec(task_obj: Mapping[str, Any]) -> LimeTaskSpec:
+    """The task's spec as the shared model; InvalidTask names what is wrong with it."""
+    try:
+        spec = LimeTaskSpec.model_validate(task_obj.get("spec") or {})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors()
+        )
+        raise InvalidTask(f"invalid spec: {problems}") from None
+    try:
+        spec.check_arguments_size()
+    except ValueError as error:
+        raise InvalidTask(str(error)) from None
+    return spec
+
+
+def resolve_image(spec: LimeTaskSpec, settings: Settings) -> str:
+    """The image to run: the task's own (if allowed), the app's, or the default.
+
+    Only an image named in the task is checked against ALLOWED_IMAGES: the operator's
+    own configuration is trusted, a task's spec is user input.
+    """
+    if spec.image:
+        if settings.allowed_images and not spec.image.startswith(settings.allowed_images):
+            raise InvalidTask(
+                f"image {spec.image!r} is not allowed; allowed image prefixes: "
+                + ", ".join(settings.allowed_images)
+            )
+        return spec.image
+    image = settings.app_images.get(spec.app) or settings.default_image
+    if not image:
+        raise InvalidTask(
+            f"no image configured for app {spec.app!r}: set spec.image, or the operator's "
+            "LIME_TASK_OPERATOR_APP_IMAGES or LIME_TASK_OPERATOR_DEFAULT_IMAGE"
+        )
+    return image
+
+
+def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The batch/v1 Job for a LimeTask; raises InvalidTask if the task cannot run."""
+    metadata = task_obj.get("metadata") or {}
+    name = metadata.get("name")
+    namespace = metadata.get("namespace")
+    uid = metadata.get("uid")
+    if not (name and namespace and uid):
+        raise InvalidTask("the LimeTask has no name, namespace or uid")
+    spec = parse_spec(task_obj)
+    image = resolve_image(spec, settings)
+
+    labels = {LABEL_TASK_ID: name, LABEL_APP: spec.app, LABEL_MANAGED_BY: MANAGED_BY}
+    runner_input = {
+        "id": name,
+        "task": spec.task,
+        "app": spec.app,
+        "args": spec.args,
+        "kwargs": spec.kwargs,
+        "namespace": namespace,
+    }
+    ours = {
+        ENV_TASK: json.dumps(runner_input, separators=(",", ":")),
+        ENV_NAMESPACE: namespace,
+    }
+    # EXTRA_ENV comes first and never overrides what the runner needs to find its task.
+    env = [{"name": k, "value": v} for k, v in settings.extra_env.items() if k not in ours]
+    env += [{"name": k, "value": v} for k, v in ours.items()]
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "command": list(RUNNER_COMMAND),
+        "env": env,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            # Python writes byte-code caches and temp files; a read-only root breaks tasks.
+            "readOnlyRootFilesystem": False,
+        },
+    }
+    if spec.resources and (spec.resources.limits or spec.resources.requests):
+        container["resources"] = {
+            key: {k: str(v) for k, v in value.items()}
+            for key, value in (("limits", spec.resources.limits), ("requests", spec.resources.requests))
+            if value
+        }
+
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.retries,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": list(NON_RETRIABLE_EXIT_CODES),
+                    },
+                }
+            ]
+        },
+        "template": {
+            "metadata": {"labels": dict(labels)},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUN_AS_USER,
+                    "runAsGroup": RUN_AS_USER,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [container],
+            },
+        },
+    }
+    if spec.timeout_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.timeout_seconds
+
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }
+
+
+def owner_uid(job: Mapping[str, Any]) -> str | None:
+    """The uid of the LimeTask that controls this Job, if any."""
+    for ref in (job.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("controller"):
+            return ref.get("uid")
+    return None
+
+

@@ -1,0 +1,143 @@
+"""Operator settings, read once from the environment (prefix ``LIME_TASK_OPERATOR_``).
+
+The names and meanings are part of the internal contract (docs/architecture.md) because
+the Helm chart and the local dev cluster set them. Every problem is reported at start-up,
+all at once and naming the variable, so a bad Deployment fails fast instead of failing
+task by task later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from lime_task.constants import DEFAULT_EXCHANGE
+from lime_task.models import APP_NAME_PATTERN
+
+PREFIX = "LIME_TASK_OPERATOR_"
+DEFAULT_TTL_SECONDS = 24 * 3600
+
+# A DNS-1123 label: what a namespace name must be.
+_NAMESPACE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SettingsError(ValueError):
+    """The operator's environment is invalid; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_image: str = ""
+    app_images: Mapping[str, str] = field(default_factory=dict)
+    # Prefixes an image must start with; empty means any image is allowed.
+    allowed_images: tuple[str, ...] = ()
+    # 0 means unlimited, for both limits.
+    max_running: int = 0
+    max_running_per_app: int = 0
+    default_ttl_seconds: int = DEFAULT_TTL_SECONDS
+    # Empty means cluster-wide.
+    namespaces: tuple[str, ...] = ()
+    # Empty means events are disabled (tasks say so in their EventPublished condition).
+    broker_url: str = ""
+    exchange: str = DEFAULT_EXCHANGE
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def events_enabled(self) -> bool:
+        return bool(self.broker_url)
+
+    @property
+    def limited(self) -> bool:
+        """Whether admission has to count running tasks at all."""
+        return self.max_running > 0 or self.max_running_per_app > 0
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise SettingsError naming every bad variable."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def raw(name: str) -> str:
+        return env.get(PREFIX + name, "").strip()
+
+    def non_negative_int(name: str, default: int) -> int:
+        text = raw(name)
+        if not text:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            problems.append(f"{PREFIX}{name} must be a whole number >= 0, got {text!r}")
+            return default
+        if value < 0:
+            problems.append(f"{PREFIX}{name} must be >= 0, got {value}")
+            return default
+        return value
+
+    def json_string_map(name: str) -> dict[str, str]:
+        text = raw(name)
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            problems.append(f"{PREFIX}{name} must be a JSON object of strings: {error}")
+            return {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            problems.append(
+                f"{PREFIX}{name} must be a JSON object mapping strings to strings, got {text!r}"
+            )
+            return {}
+        return value
+
+    def comma_list(name: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in raw(name).split(",") if item.strip())
+
+    app_images = json_string_map("APP_IMAGES")
+    for app, image in app_images.items():
+        if not re.match(APP_NAME_PATTERN, app):
+            problems.append(f"{PREFIX}APP_IMAGES: {app!r} is not a valid app name")
+        if not image.strip():
+            problems.append(f"{PREFIX}APP_IMAGES: the image for app {app!r} is empty")
+
+    extra_env = json_string_map("EXTRA_ENV")
+    for name in extra_env:
+        if not _ENV_NAME_PATTERN.match(name):
+            problems.append(f"{PREFIX}EXTRA_ENV: {name!r} is not a valid environment variable name")
+
+    namespaces = comma_list("NAMESPACES")
+    for namespace in namespaces:
+        if not _NAMESPACE_PATTERN.match(namespace) or len(namespace) > 63:
+            problems.append(f"{PREFIX}NAMESPACES: {namespace!r} is not a valid namespace name")
+
+    broker_url = raw("BROKER_URL")
+    if broker_url and not re.match(r"^amqps?://", broker_url):
+        problems.append(f"{PREFIX}BROKER_URL must start with amqp:// or amqps://, got {_redact(broker_url)!r}")
+
+    exchange = raw("EXCHANGE") or DEFAULT_EXCHANGE
+    settings = Settings(
+        default_image=raw("DEFAULT_IMAGE"),
+        app_images=app_images,
+        allowed_images=comma_list("ALLOWED_IMAGES"),
+        max_running=non_negative_int("MAX_RUNNING", 0),
+        max_running_per_app=non_negative_int("MAX_RUNNING_PER_APP", 0),
+        default_ttl_seconds=non_negative_int("DEFAULT_TTL_SECONDS", DEFAULT_TTL_SECONDS),
+        namespaces=namespaces,
+        broker_url=broker_url,
+        exchange=exchange,
+        extra_env=extra_env,
+    )
+    if problems:
+        raise SettingsError("invalid operator settings:\n  " + "\n  ".join(problems))
+    return settings
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL so that an error message never leaks it."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
