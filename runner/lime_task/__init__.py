@@ -10,12 +10,28 @@ Public API (see lime_task.api for configuration and namespaces):
 - `TaskStatus` (`id`, `status`, `result`, `error`, `is_completed()`, `to_dict()`, `wait()`)
 - `NotFoundError`, `InvalidTaskError`
 - `Application`: the default application object the runner passes to tasks
+
+The API-server half (send_task, get_status, TaskStatus) is imported on first use: task
+modules and the runner only need `@task`, and every task pod would otherwise pay for
+importing the kubernetes client at start-up.
 """
 
-from .api import TaskStatus, get_status, send_task, send_task_with_options
+from typing import Any
+
 from .apps import Application
 from .errors import InvalidTaskError, NotFoundError
 from .tasks import task
+
+_LAZY = {"TaskStatus", "get_status", "send_task", "send_task_with_options"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'lime_task' has no attribute {name!r}")
+
 
 __all__ = [
     "Application",

@@ -311,3 +311,10 @@ def test_python_m_runner_in_a_subprocess_succeeds_and_logs_to_stdout(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(termination.read_text()) == {"ok": True, "result": "hello you from a"}
     assert "running sample_tasks.tasks.hello" in done.stdout and "succeeded in" in done.stdout
+
+
+def test_the_runner_does_not_import_the_kubernetes_client():
+    """Task pods need no API access; importing the client would only slow every start."""
+    code = "import sys, lime_task.runner, lime_task; lime_task.task; print('kubernetes' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
