@@ -17,6 +17,17 @@ BIN="$CACHE/bin"
 WORK="$CACHE/build"
 mkdir -p "$BIN" "$WORK"
 
+# Two callers at once (two test sessions, a shell and a test run) must not build the same
+# binary twice: the second waits for the first, then finds everything built.
+if [ -z "${LIME_BUILD_LOCKED:-}" ]; then
+  exec 9>"$CACHE/.build.lock"
+  if ! flock -n 9; then
+    printf '[build] another build is running; waiting for it\n' >&2
+    flock 9
+  fi
+  export LIME_BUILD_LOCKED=1
+fi
+
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 # Two cores: keep the build from starving everything else on the machine.
 export GOMAXPROCS=${GOMAXPROCS:-2}

@@ -1,0 +1,167 @@
+"""``up`` / ``down`` / ``status`` / ``env`` / ``logs`` for the local cluster.
+
+``up`` is idempotent: each component that is already running and healthy is left alone,
+so a second ``up`` only costs a few health probes. A file lock serialises concurrent
+``up`` calls (two pytest sessions, or a shell and a test run) so they never start two
+copies of a component.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import components, kubeconfig, pki, procs, rabbitmq
+from .components import Component
+from .config import REPO_ROOT, ClusterConfig
+
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm")
+BUILD_SCRIPT = REPO_ROOT / "devcluster" / "build-binaries.sh"
+
+
+class ClusterError(RuntimeError):
+    """Something could not start. The message carries the log tails needed to see why."""
+
+
+def log(msg: str) -> None:
+    print(f"[cluster] {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _locked(cfg: ClusterConfig):
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.state_dir / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_binaries(cfg: ClusterConfig) -> None:
+    missing = [b for b in BINARIES if not (cfg.bin_dir / b).exists()]
+    if not missing:
+        return
+    log(f"building missing binaries ({', '.join(missing)}); the first build takes several minutes")
+    env = dict(os.environ, LIME_CACHE=str(cfg.cache_dir))
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdout=sys.stderr)
+    if proc.returncode != 0:
+        raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode} (its output is above)")
+
+
+def ensure_credentials(cfg: ClusterConfig) -> None:
+    pki.ensure_pki(cfg.pki_dir, cfg.service_ip, cfg.node_name)
+    d = cfg.pki_dir
+    for user, cert in (("admin", "admin"), ("controller-manager", "controller-manager"),
+                       ("scheduler", "scheduler"), ("node", "node")):
+        path = cfg.kubeconfig_for(user)
+        if not path.exists():
+            kubeconfig.write(path, kubeconfig.render(
+                cfg.apiserver_url, d / "ca.crt", d / f"{cert}.crt", d / f"{cert}.key", user=user))
+
+
+def _healthy(c: Component) -> bool:
+    try:
+        return bool(c.ready())
+    except Exception:  # noqa: BLE001 - a failing probe just means "not healthy"
+        return False
+
+
+def ensure_running(cfg: ClusterConfig, c: Component) -> str:
+    """Start ``c`` unless it already runs and is healthy. Returns what was done."""
+    pid_file, log_file = c.pid_file(cfg), c.log_file(cfg)
+    pid = procs.running_pid(pid_file, c.marker)
+    if pid is not None:
+        if _healthy(c):
+            return f"{c.name}: running (pid {pid})"
+        # Running but not healthy: maybe still starting (another `up` was interrupted).
+        try:
+            procs.wait_until(c.ready, min(c.timeout, 20), c.name,
+                             alive=lambda: procs.running_pid(pid_file, c.marker) is not None)
+            return f"{c.name}: running (pid {pid})"
+        except procs.StartError:
+            log(f"{c.name} (pid {pid}) is not healthy: restarting it")
+            procs.stop(pid_file, c.marker)
+    if c.prepare:
+        c.prepare()
+    pid = procs.start_detached(c.argv, pid_file, log_file, env=c.env, cwd=c.cwd)
+    try:
+        procs.wait_until(c.ready_after_start or c.ready, c.timeout, c.name,
+                         alive=lambda: procs.running_pid(pid_file, c.marker) is not None)
+    except procs.StartError as exc:
+        tails = "\n".join(f"---- {p} (last lines) ----\n{procs.tail(p)}" for p in [log_file, *c.extra_logs])
+        raise ClusterError(f"{exc}\n{tails}") from None
+    return f"{c.name}: started (pid {pid})"
+
+
+def up(cfg: ClusterConfig, control_plane: bool = True, broker: bool = True) -> list[str]:
+    t0 = time.monotonic()
+    done: list[str] = []
+    with _locked(cfg):
+        if control_plane:
+            ensure_binaries(cfg)
+            for d in (cfg.run_dir, cfg.log_dir, cfg.pods_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            ensure_credentials(cfg)
+            for c in components.control_plane(cfg):
+                done.append(ensure_running(cfg, c))
+        if broker:
+            rabbitmq.ensure_installed()
+            for c in rabbitmq.components(cfg):
+                done.append(ensure_running(cfg, c))
+    done.append(f"ready in {time.monotonic() - t0:.1f}s")
+    return done
+
+
+def all_components(cfg: ClusterConfig) -> list[Component]:
+    return components.control_plane(cfg) + rabbitmq.components(cfg)
+
+
+def down(cfg: ClusterConfig) -> list[str]:
+    out = []
+    with _locked(cfg):
+        # Reverse start order: the node first, so it stops pod processes while the
+        # apiserver still answers; etcd last.
+        for c in reversed(all_components(cfg)):
+            if procs.stop(c.pid_file(cfg), c.marker):
+                out.append(f"{c.name}: stopped")
+    return out
+
+
+def status(cfg: ClusterConfig) -> tuple[bool, list[str]]:
+    ok, lines = True, []
+    for c in all_components(cfg):
+        pid = procs.running_pid(c.pid_file(cfg), c.marker)
+        if pid is None:
+            ok = False
+            lines.append(f"{c.name}: not running")
+        elif _healthy(c):
+            lines.append(f"{c.name}: running, healthy (pid {pid})")
+        else:
+            ok = False
+            lines.append(f"{c.name}: running but NOT healthy (pid {pid})")
+    return ok, lines
+
+
+def env_exports(cfg: ClusterConfig) -> str:
+    return "\n".join([
+        f"export KUBECONFIG={cfg.admin_kubeconfig}",
+        f"export LIME_TASK_BROKER_URL='{cfg.broker_url}'",
+        f'export PATH="{cfg.bin_dir}:$PATH"',
+    ])
+
+
+def logs(cfg: ClusterConfig, names: list[str] | None = None, lines: int = 40) -> str:
+    parts = []
+    for c in all_components(cfg):
+        if names and c.name not in names:
+            continue
+        for path in [c.log_file(cfg), *c.extra_logs]:
+            parts.append(f"---- {c.name}: {path} ----\n{procs.tail(path, lines)}")
+    return "\n".join(parts)
+
+
+def log_tails(cfg: ClusterConfig, lines: int = 30) -> str:
+    return logs(cfg, None, lines)

@@ -1,0 +1,574 @@
+"""The local node agent: test infrastructure standing in for a kubelet. Not product code.
+
+It registers the Node ``lime-local-node`` (Ready, with generous allocatable resources),
+renews its Lease in ``kube-node-lease`` and refreshes its Ready condition so the node
+lifecycle controller never taints it, and runs the pods the scheduler binds to it.
+
+How a pod runs here, and the limits that follow:
+
+- Each container's ``command`` + ``args`` runs as a **host process**. The image is NOT
+  pulled or used at all; a container without ``command`` is refused (no entrypoint to
+  read). Commands are looked up on a PATH that puts the running interpreter's venv
+  (``sys.prefix/bin``) first, so ``python -m lime_task.runner`` is the project's Python.
+- Processes run as the node agent's user (root): the interpreter lives under /root,
+  which is mode 700, so ``runAsUser``/``runAsNonRoot`` and the rest of the
+  securityContext are NOT honoured. Volumes are not mounted; resources are not enforced.
+- ``env`` (``value`` with ``$(VAR)`` expansion, ``fieldRef``, ConfigMap/Secret key refs,
+  ``envFrom``) and ``workingDir`` (default: a per-pod temporary directory) are honoured.
+- Each container runs in a private mount namespace (``unshare --mount``) where a per-
+  container host file is bind-mounted onto its ``terminationMessagePath``, so the process
+  writes its termination message where it expects to; the target is created on the host
+  if missing. The message is reported like kubelet does (4096 bytes; log tail with
+  ``FallbackToLogsOnError``).
+- Containers run one after the other; ``initContainers`` are refused (pod Failed with a
+  clear message). Only ``restartPolicy: Never`` is fully supported: a container is never
+  restarted, whatever the policy.
+- stdout/stderr go to a log file per container under the state directory. The agent
+  serves kubelet's ``/containerLogs`` endpoint on 127.0.0.1:10250 (see kubelet_server.py)
+  so ``kubectl logs`` works; nothing else of the kubelet API is served (no exec, no attach).
+- Deleting a pod: SIGTERM to the process group, SIGKILL after the grace period, then the
+  pod is deleted with ``gracePeriodSeconds=0``, as kubelet does. ``activeDeadlineSeconds``
+  is enforced (killed, phase Failed, reason DeadlineExceeded).
+- On start it adopts nothing: a pod it did not start that already ran (Running, or has a
+  startTime) is marked Failed with a message saying so.
+
+One thread per pod; the scheduler binds at most ``pods`` allocatable (250) unfinished
+pods to the node, which bounds the number of threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import platform
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from . import podspec, podstatus
+from .config import HOST, ClusterConfig
+from .podstatus import ContainerRun, PodOutcome
+
+log = logging.getLogger("lime-local-node")
+
+K8S_VERSION = "v1.34.4"
+CAPACITY = {"cpu": "64", "memory": "128Gi", "pods": "250", "ephemeral-storage": "1Ti"}
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_SECONDS = 40
+HEARTBEAT_SECONDS = 10
+DEFAULT_GRACE = 30
+# In the private mount namespace: bind the host file ($1) onto the expected path ($2),
+# then become the container's command. `exec` keeps the pid: it is the container's pid.
+MOUNT_SCRIPT = (
+    'mount --bind "$1" "$2" || { echo "lime-local-node: cannot bind-mount the termination '
+    'message file onto $2" >&2; exit 127; }; shift 2; exec "$@"'
+)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class PodGone(Exception):
+    pass
+
+
+def call(fn, *args, what: str, deadline: float = 120.0, accept: tuple[int, ...] = (), **kwargs):
+    """Call the API, retrying conflicts, throttling, server errors and connection
+    problems with backoff until ``deadline`` seconds passed. 404 raises PodGone; a status
+    in ``accept`` returns None (e.g. 409 AlreadyExists for a create)."""
+    end = time.monotonic() + deadline
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status in accept:
+                return None
+            if exc.status == 404:
+                raise PodGone(what) from None
+            if exc.status not in (409, 429) and exc.status < 500:
+                raise
+            err = f"HTTP {exc.status}"
+        except Exception as exc:  # noqa: BLE001 - connection errors of every kind
+            err = repr(exc)
+        if time.monotonic() > end:
+            raise RuntimeError(f"{what}: gave up after {deadline:.0f}s ({err})")
+        log.warning("%s failed (%s), retrying in %.1fs", what, err, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def read_tail(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def ensure_target(path: str) -> None:
+    """The bind-mount target must exist; create it on the host (empty file) if missing."""
+    target = Path(path)
+    if target.is_dir():
+        raise podspec.UnsupportedPod(f"terminationMessagePath {path} is a directory on the node")
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+
+
+class PodWorker(threading.Thread):
+    """Runs one pod from start to its final status, then forgets it."""
+
+    def __init__(self, agent: "NodeAgent", pod: dict):
+        meta = pod["metadata"]
+        super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
+        self.agent, self.pod = agent, pod
+        self.ns, self.pod_name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.dir = agent.cfg.pods_dir / self.ns / self.pod_name / self.uid
+        spec = pod["spec"]
+        self.runs = [ContainerRun(c["name"], c.get("image", "")) for c in spec.get("containers") or []]
+        self.outcome = PodOutcome()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.delete_after = False
+        self.proc: subprocess.Popen | None = None
+        self.kill_timer: threading.Timer | None = None
+
+    # -- called from other threads -------------------------------------------------
+    def request_stop(self, grace: int | None, delete_after: bool, reason: str | None = None,
+                     message: str | None = None) -> None:
+        with self.lock:
+            if delete_after:
+                self.delete_after = True
+            if reason and not self.outcome.reason:
+                self.outcome.reason, self.outcome.message = reason, message
+                self.outcome.failed = True
+            first = not self.stop.is_set()
+            self.stop.set()
+            proc = self.proc
+        if proc is not None and first:
+            self._terminate(proc, DEFAULT_GRACE if grace is None else grace)
+
+    def _terminate(self, proc: subprocess.Popen, grace: int) -> None:
+        log.info("%s/%s: SIGTERM to pid %s, SIGKILL in %ss", self.ns, self.pod_name, proc.pid, grace)
+        _killpg(proc.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        if grace > 0:
+            self.kill_timer = threading.Timer(grace, _killpg, (proc.pid, signal.SIGKILL))
+            self.kill_timer.daemon = True
+            self.kill_timer.start()
+
+    def log_path(self, container: str) -> Path:
+        return self.dir / f"{container}.log"
+
+    # -- the pod's life --------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except PodGone:
+            log.info("%s/%s: pod is gone", self.ns, self.pod_name)
+        except Exception:  # noqa: BLE001 - one pod's failure must not kill the agent
+            log.exception("%s/%s: unexpected error", self.ns, self.pod_name)
+            try:
+                self.outcome.failed = True
+                self.outcome.reason = self.outcome.reason or "NodeAgentError"
+                self.outcome.message = self.outcome.message or "the local node agent failed to run this pod; see its log"
+                self._finish()
+            except Exception:  # noqa: BLE001
+                log.exception("%s/%s: could not report the failure", self.ns, self.pod_name)
+        finally:
+            if self.kill_timer:
+                self.kill_timer.cancel()
+            self.agent.forget(self)
+
+    def _run(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.outcome.start_time = now()
+        try:
+            podspec.check_supported(self.pod)
+        except podspec.UnsupportedPod as exc:
+            self.outcome.failed, self.outcome.reason, self.outcome.message = True, "Unsupported", str(exc)
+            self._finish()
+            return
+        self._report()
+        deadline = self._deadline()
+        for i, container in enumerate(self.pod["spec"]["containers"]):
+            if self.stop.is_set():
+                break
+            self._run_container(i, container, deadline)
+        self._finish()
+
+    def _deadline(self) -> float | None:
+        ads = self.pod["spec"].get("activeDeadlineSeconds")
+        return None if ads is None else time.monotonic() + int(ads)
+
+    def _prepare(self, container: dict) -> podspec.ProcessSpec:
+        """Env, argv and cwd; ConfigError is retried (pod stays Pending) until stopped."""
+        while True:
+            try:
+                env = podspec.resolve_env(self.pod, container, host_ip=HOST, pod_ip=HOST, lookup=self.agent.lookup)
+                break
+            except podspec.ConfigError as exc:
+                self._set(self._index(container), reason="CreateContainerConfigError", message=str(exc))
+                self._report()
+                if self.stop.wait(5):
+                    raise
+        env.setdefault("HOSTNAME", self.pod_name)
+        env.setdefault("HOME", pwd.getpwuid(os.getuid()).pw_dir)
+        env["PATH"] = podspec.process_path(env, str(Path(sys.prefix) / "bin"), os.environ.get("PATH", ""))
+        cwd = container.get("workingDir") or str(self.dir / "work")
+        Path(cwd).mkdir(parents=True, exist_ok=True)
+        argv = podspec.container_argv(container, env)
+        argv[0] = podspec.resolve_executable(argv[0], env["PATH"], cwd)
+        return podspec.ProcessSpec(argv, env, cwd)
+
+    def _index(self, container: dict) -> int:
+        return [r.name for r in self.runs].index(container["name"])
+
+    def _set(self, i: int, **changes) -> None:
+        with self.lock:
+            self.runs[i] = replace(self.runs[i], **changes)
+
+    def _run_container(self, i: int, container: dict, deadline: float | None) -> None:
+        name = container["name"]
+        try:
+            spec = self._prepare(container)
+            target = container.get("terminationMessagePath") or "/dev/termination-log"
+            ensure_target(target)
+        except podspec.UnsupportedPod as exc:
+            self.outcome.failed, self.outcome.reason, self.outcome.message = True, "Unsupported", str(exc)
+            self.stop.set()
+            return
+        except podspec.ConfigError:
+            return  # stopped while waiting for its config
+        except (FileNotFoundError, OSError) as exc:
+            # What a runtime reports when it cannot exec the command.
+            with self.lock:
+                self.runs[i] = replace(self.runs[i].terminated(128, now(), str(exc)), reason="StartError")
+            self._report()
+            return
+        msg_file = self.dir / f"{name}.termination-log"
+        msg_file.write_bytes(b"")
+        log_file = self.log_path(name)
+        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", MOUNT_SCRIPT,
+                "lime-local-node", str(msg_file), target, *spec.argv]
+        with self.lock:
+            if self.stop.is_set():
+                return
+            with open(log_file, "ab") as out, open(os.devnull, "rb") as devnull:
+                proc = subprocess.Popen(argv, env=spec.env, cwd=spec.cwd, stdin=devnull, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            self.proc = proc
+            self.runs[i] = self.runs[i].running(proc.pid, now())
+        log.info("%s/%s: container %s started, pid %s", self.ns, self.pod_name, name, proc.pid)
+        self._report()
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                rc = proc.wait(timeout=timeout)
+                break
+            except subprocess.TimeoutExpired:
+                deadline = None
+                self.request_stop(self.pod["spec"].get("terminationGracePeriodSeconds"), False,
+                                  "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+        if self.kill_timer:
+            self.kill_timer.cancel()
+        # Make sure nothing of the container outlives it (children left in its group).
+        _killpg(proc.pid, signal.SIGKILL)
+        code = podstatus.exit_code_of(rc)
+        message = podstatus.termination_message(
+            read_tail(msg_file, podstatus.MESSAGE_LIMIT), read_tail(log_file, 64 * 1024),
+            container.get("terminationMessagePolicy"), code)
+        with self.lock:
+            self.proc = None
+            self.runs[i] = self.runs[i].terminated(code, now(), message)
+        log.info("%s/%s: container %s exited with %s", self.ns, self.pod_name, name, code)
+        if i < len(self.runs) - 1:
+            self._report()
+
+    def _status(self) -> dict:
+        with self.lock:
+            status = podstatus.build_status(list(self.runs), self.outcome, now())
+            self.outcome.previous_conditions = {c["type"]: c for c in status["conditions"]}
+        return status
+
+    def _report(self, deadline: float = 60.0) -> None:
+        body = {"status": self._status()}
+        call(self.agent.core.patch_namespaced_pod_status, self.pod_name, self.ns, body,
+             what=f"status of {self.ns}/{self.pod_name}", deadline=deadline)
+
+    def _finish(self) -> None:
+        with self.lock:
+            self.runs = podstatus.finalize_unstarted(self.runs, now())
+        try:
+            # The final status must land: retry for a long time.
+            self._report(deadline=600)
+        except PodGone:
+            return
+        if self.delete_after:
+            self.agent.delete_pod(self.ns, self.pod_name, self.uid)
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class NodeAgent:
+    def __init__(self, cfg: ClusterConfig, api: client.ApiClient):
+        self.cfg = cfg
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.coord = client.CoordinationV1Api(api)
+        self.workers: dict[str, PodWorker] = {}
+        # uid -> (namespace, name) of pods this agent ran to the end: their late watch
+        # events must not look like "Running without a process".
+        self.finished: dict[str, tuple[str, str]] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    # -- node object, lease, heartbeat --------------------------------------------------
+    def node_status(self) -> dict:
+        t = podstatus.rfc3339(now())
+
+        def cond(ctype: str, status: str, reason: str, message: str) -> dict:
+            return {"type": ctype, "status": status, "reason": reason, "message": message,
+                    "lastHeartbeatTime": t, "lastTransitionTime": self.started}
+
+        return {
+            "capacity": CAPACITY,
+            "allocatable": CAPACITY,
+            "conditions": [
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "local node"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "local node"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", "local node"),
+                cond("Ready", "True", "KubeletReady", "lime local node agent is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": HOST}, {"type": "Hostname", "address": self.cfg.node_name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.cfg.kubelet_port}},
+            "nodeInfo": {
+                "machineID": "lime-local-node", "systemUUID": "lime-local-node", "bootID": self.boot_id,
+                "kernelVersion": platform.release(), "osImage": "host processes (lime devcluster)",
+                "containerRuntimeVersion": "local://0", "kubeletVersion": K8S_VERSION,
+                "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+            },
+        }
+
+    def register(self) -> None:
+        self.started = podstatus.rfc3339(now())
+        self.boot_id = str(time.time_ns())
+        name = self.cfg.node_name
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+        }
+        call(self.core.create_node, node, what="create node", accept=(409,))
+        call(self.core.patch_node_status, name, {"status": self.node_status()}, what="node status")
+        self.renew_lease()
+        log.info("node %s registered", name)
+
+    def renew_lease(self) -> None:
+        name = self.cfg.node_name
+        renew = now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": renew}}
+        try:
+            call(self.coord.patch_namespaced_lease, name, LEASE_NAMESPACE, body, what="lease", deadline=20)
+        except PodGone:
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": name, "namespace": LEASE_NAMESPACE}, **body}
+            call(self.coord.create_namespaced_lease, LEASE_NAMESPACE, lease, what="create lease", deadline=20)
+
+    def heartbeat_loop(self) -> None:
+        while not self.stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                self.renew_lease()
+                call(self.core.patch_node_status, self.cfg.node_name, {"status": self.node_status()},
+                     what="node heartbeat", deadline=20)
+            except PodGone:
+                log.warning("node object vanished: registering again")
+                try:
+                    self.register()
+                except Exception:  # noqa: BLE001
+                    log.exception("re-registering the node failed")
+            except Exception:  # noqa: BLE001 - keep beating; the next round retries
+                log.exception("heartbeat failed")
+
+    # -- pods ---------------------------------------------------------------------------
+    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            if kind == "ConfigMap":
+                obj = call(self.core.read_namespaced_config_map, name, namespace, what=f"configmap {name}")
+                return dict(obj.data or {})
+            obj = call(self.core.read_namespaced_secret, name, namespace, what=f"secret {name}")
+            return {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
+        except PodGone:
+            return None
+
+    def delete_pod(self, ns: str, name: str, uid: str) -> None:
+        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+        try:
+            # 409: the uid precondition failed, the name now belongs to a newer pod.
+            call(self.core.delete_namespaced_pod, name, ns, body=body, grace_period_seconds=0,
+                 what=f"delete {ns}/{name}", accept=(409,))
+        except PodGone:
+            pass
+
+    def forget(self, worker: PodWorker) -> None:
+        with self.lock:
+            if self.workers.get(worker.uid) is worker:
+                del self.workers[worker.uid]
+            self.finished[worker.uid] = (worker.ns, worker.pod_name)
+
+    def log_path(self, ns: str, pod: str, container: str) -> Path | None:
+        """The newest log file of that container (pod names are reused; uids are not)."""
+        with self.lock:
+            for w in self.workers.values():
+                if w.ns == ns and w.pod_name == pod:
+                    return w.log_path(container)
+        pod_dir = self.cfg.pods_dir / ns / pod
+        candidates = sorted(pod_dir.glob(f"*/{container}.log"), key=lambda p: p.stat().st_mtime)
+        return candidates[-1] if candidates else None
+
+    def handle(self, event_type: str, pod: dict) -> None:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        uid = meta["uid"]
+        with self.lock:
+            worker = self.workers.get(uid)
+            finished = uid in self.finished
+        if event_type == "DELETED":
+            if worker:
+                worker.request_stop(0, delete_after=False)
+            with self.lock:
+                self.finished.pop(uid, None)
+            if not worker:
+                shutil.rmtree(self.cfg.pods_dir / meta["namespace"] / meta["name"] / uid, ignore_errors=True)
+            return
+        if meta.get("deletionTimestamp"):
+            if worker:
+                worker.request_stop(meta.get("deletionGracePeriodSeconds"), delete_after=True)
+            else:
+                # Nothing runs here for it: confirm the deletion, as kubelet does.
+                threading.Thread(target=self._delete_quietly, args=(meta["namespace"], meta["name"], uid),
+                                 daemon=True).start()
+            return
+        if worker or finished or status.get("phase") in ("Succeeded", "Failed"):
+            return
+        if status.get("phase") == "Running" or status.get("startTime"):
+            threading.Thread(target=self._fail_orphan, args=(pod,), daemon=True).start()
+            with self.lock:
+                self.finished[uid] = (meta["namespace"], meta["name"])
+            return
+        worker = PodWorker(self, pod)
+        with self.lock:
+            self.workers[uid] = worker
+        worker.start()
+
+    def _delete_quietly(self, ns: str, name: str, uid: str) -> None:
+        try:
+            self.delete_pod(ns, name, uid)
+        except Exception:  # noqa: BLE001
+            log.exception("deleting %s/%s failed", ns, name)
+
+    def _fail_orphan(self, pod: dict) -> None:
+        """Adopt nothing: a pod that ran before this agent started has no process we know."""
+        meta = pod["metadata"]
+        runs = [ContainerRun(c["name"], c.get("image", "")) for c in pod["spec"].get("containers") or []]
+        t = now()
+        outcome = PodOutcome(start_time=t, failed=True, reason="NodeAgentRestarted",
+                             message="the local node agent restarted and does not adopt processes it did not "
+                                     "start; this pod's process is not tracked any more")
+        status = podstatus.build_status(podstatus.finalize_unstarted(runs, t), outcome, t)
+        status.pop("startTime", None)
+        try:
+            call(self.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], {"status": status},
+                 what=f"fail orphan {meta['namespace']}/{meta['name']}")
+            log.info("%s/%s: marked Failed (not adopted)", meta["namespace"], meta["name"])
+        except Exception:  # noqa: BLE001
+            log.exception("could not fail orphan pod %s/%s", meta["namespace"], meta["name"])
+
+    def pod_loop(self) -> None:
+        """List, then watch from the list's resourceVersion; on any error re-list (resync)."""
+        selector = f"spec.nodeName={self.cfg.node_name}"
+        w = watch.Watch()
+        while not self.stopping.is_set():
+            try:
+                resp = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False,
+                                                             _request_timeout=30)
+                listed = json.loads(resp.data)
+                for pod in listed["items"]:
+                    self.handle("ADDED", pod)
+                rv = listed["metadata"]["resourceVersion"]
+                for event in w.stream(self.core.list_pod_for_all_namespaces, field_selector=selector,
+                                      resource_version=rv, timeout_seconds=240, allow_watch_bookmarks=True,
+                                      _request_timeout=(10, 300)):
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch error: {event['raw_object']}")
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    self.handle(event["type"], event["raw_object"])
+            except Exception as exc:  # noqa: BLE001 - resync on any failure
+                if self.stopping.is_set():
+                    return
+                log.warning("pod watch ended (%r); re-listing", exc)
+                time.sleep(1)
+
+    def shutdown(self, *_args) -> None:
+        """On SIGTERM: kill our pod processes so `scripts/cluster down` leaves none behind."""
+        self.stopping.set()
+        with self.lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            with w.lock:
+                proc = w.proc
+            if proc is not None:
+                _killpg(proc.pid, signal.SIGKILL)
+        log.info("node agent stopping; killed %d pod process(es)", len(workers))
+        os._exit(0)
+
+
+def make_api_client(kubeconfig: Path) -> client.ApiClient:
+    conf = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=conf)
+    # Hundreds of pod threads share this client: a small pool would serialise them.
+    conf.connection_pool_maxsize = 64
+    return client.ApiClient(conf)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    threading.stack_size(512 * 1024)
+    cfg = ClusterConfig.from_env()
+    api = make_api_client(cfg.kubeconfig_for("node"))
+    agent = NodeAgent(cfg, api)
+    signal.signal(signal.SIGTERM, agent.shutdown)
+    signal.signal(signal.SIGINT, agent.shutdown)
+    agent.register()
+    threading.Thread(target=agent.heartbeat_loop, name="heartbeat", daemon=True).start()
+    try:
+        from . import kubelet_server
+    except ImportError:
+        kubelet_server = None
+    if kubelet_server is not None:
+        kubelet_server.serve_in_thread(agent)
+    agent.pod_loop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The test infrastructure itself: control plane, node agent, RabbitMQ, pinned tools.
+
+Everything else in tests/integration relies on these behaving like a real cluster: the
+Job controller creating pods, the scheduler binding them, the node running them and
+reporting what kubelet would (exit codes, termination messages, deletion, deadlines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import pika
+import pytest
+from kubernetes import client
+
+pytestmark = pytest.mark.integration
+
+IMAGE = "busybox:1.36"  # ignored by the local node; pulled by a real cluster
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def job(name: str, command: list[str], backoff_limit: int = 0, active_deadline: int | None = None) -> dict:
+    pod_spec = {
+        "restartPolicy": "Never",
+        "containers": [{"name": "main", "image": IMAGE, "command": command}],
+    }
+    spec = {"backoffLimit": backoff_limit, "template": {"spec": pod_spec}}
+    if active_deadline is not None:
+        spec["activeDeadlineSeconds"] = active_deadline
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
+
+
+def pod(name: str, command: list[str], **spec) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+                 "containers": [{"name": "main", "image": IMAGE, "command": command}], **spec},
+    }
+
+
+def job_condition(batch: client.BatchV1Api, ns: str, name: str) -> str | None:
+    status = batch.read_namespaced_job_status(name, ns).status
+    for cond in status.conditions or []:
+        if cond.type in ("Complete", "Failed") and cond.status == "True":
+            return cond.type
+    return None
+
+
+def job_pods(core: client.CoreV1Api, ns: str, name: str) -> list[client.V1Pod]:
+    return core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+
+
+def pid_of(p: client.V1Pod) -> int:
+    cid = p.status.container_statuses[0].container_id
+    assert cid.startswith("local://"), cid
+    return int(cid.removeprefix("local://"))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def api(cluster):
+    with cluster.api_client() as api_client:
+        yield api_client
+
+
+def test_custom_resource_round_trip(cluster, namespace):
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+            }}}],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    try:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s")
+        widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(widget))
+        got = json.loads(cluster.kubectl("get", "-n", namespace, f"widgets.{group}", "w1", "-o", "json").stdout)
+        assert got["spec"] == {"size": 3}
+        # The structural schema is enforced by the apiserver.
+        bad = dict(widget, metadata={"name": "w2"}, spec={"size": "three"})
+        proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False)
+        assert proc.returncode != 0 and "spec.size" in proc.stderr
+    finally:
+        cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=false")
+
+
+def test_job_runs_to_complete(api, namespace):
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    batch.create_namespaced_job(namespace, job("hello", ["sh", "-c", "echo hi; exit 0"]))
+    assert wait_for(lambda: job_condition(batch, namespace, "hello"), 90, "Job hello to finish") == "Complete"
+    (p,) = job_pods(core, namespace, "hello")
+    assert p.spec.node_name  # bound by the scheduler
+    assert p.status.phase == "Succeeded"
+    term = p.status.container_statuses[0].state.terminated
+    assert term.exit_code == 0 and term.reason == "Completed"
+    assert term.started_at is not None and term.finished_at is not None
+
+
+def test_failed_job_reports_exit_code_and_termination_message(api, namespace):
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    command = ["sh", "-c", "printf 'task exploded' > /dev/termination-log; exit 3"]
+    batch.create_namespaced_job(namespace, job("boom", command, backoff_limit=0))
+    assert wait_for(lambda: job_condition(batch, namespace, "boom"), 90, "Job boom to finish") == "Failed"
+    (p,) = job_pods(core, namespace, "boom")
+    assert p.status.phase == "Failed"
+    term = p.status.container_statuses[0].state.terminated
+    assert term.exit_code == 3
+    assert term.reason == "Error"
+    assert term.message == "task exploded"
+
+
+def test_fallback_to_logs_on_error(api, namespace):
+    core = client.CoreV1Api(api)
+    body = pod("fallback", ["sh", "-c", "echo first line; echo last words; exit 1"])
+    body["spec"]["containers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    core.create_namespaced_pod(namespace, body)
+    p = wait_for(lambda: (lambda x: x if x.status.phase == "Failed" else None)(
+        core.read_namespaced_pod("fallback", namespace)), 60, "pod fallback to fail")
+    assert p.status.container_statuses[0].state.terminated.message == "first line\nlast words\n"
+
+
+def test_env_and_working_dir_reach_the_process(api, namespace):
+    core = client.CoreV1Api(api)
+    body = pod("envpod", ["sh", "-c", 'printf "%s|%s|%s|%s" "$GREETING" "$MY_NAME" "$MY_NS" "$(pwd)" '
+                                      "> /dev/termination-log"])
+    body["metadata"]["labels"] = {"tier": "gold"}
+    body["spec"]["containers"][0]["env"] = [
+        {"name": "WHO", "value": "world"},
+        {"name": "GREETING", "value": "hello $(WHO)"},
+        {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    body["spec"]["containers"][0]["workingDir"] = "/tmp"
+    core.create_namespaced_pod(namespace, body)
+    p = wait_for(lambda: (lambda x: x if x.status.phase in ("Succeeded", "Failed") else None)(
+        core.read_namespaced_pod("envpod", namespace)), 60, "pod envpod to finish")
+    assert p.status.phase == "Succeeded"
+    assert p.status.container_statuses[0].state.terminated.message == f"hello world|envpod|{namespace}|/tmp"
+
+
+def test_deleting_a_running_pod_stops_its_process(cluster, api, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, pod("sleeper", ["sleep", "300"]))
+    p = wait_for(lambda: (lambda x: x if x.status.phase == "Running" else None)(
+        core.read_namespaced_pod("sleeper", namespace)), 60, "pod sleeper to run")
+    assert p.status.start_time is not None and p.status.pod_ip == p.status.host_ip
+    pid = pid_of(p) if cluster.local else None
+    if pid is not None:
+        assert pid_alive(pid)
+    core.delete_namespaced_pod("sleeper", namespace)
+
+    def gone():
+        try:
+            core.read_namespaced_pod("sleeper", namespace)
+            return False
+        except client.ApiException as exc:
+            return exc.status == 404
+
+    wait_for(gone, 60, "pod sleeper to be deleted")
+    if pid is not None:
+        wait_for(lambda: not pid_alive(pid), 10, f"process {pid} to exit")
+
+
+def test_active_deadline_kills_the_pod(cluster, api, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, pod("late", ["sleep", "300"], activeDeadlineSeconds=2))
+    p = wait_for(lambda: (lambda x: x if x.status.phase == "Failed" else None)(
+        core.read_namespaced_pod("late", namespace)), 60, "pod late to fail")
+    assert p.status.reason == "DeadlineExceeded"
+    term = p.status.container_statuses[0].state.terminated
+    assert term is not None and term.exit_code != 0
+    if cluster.local:
+        assert not pid_alive(pid_of(p))
+
+
+def test_unsupported_pod_fails_with_a_clear_message(cluster, api, namespace):
+    if not cluster.local:
+        return  # a real kubelet runs init containers; this is about the local node's limits
+    core = client.CoreV1Api(api)
+    body = pod("withinit", ["true"])
+    body["spec"]["initContainers"] = [{"name": "init", "image": IMAGE, "command": ["true"]}]
+    core.create_namespaced_pod(namespace, body)
+    p = wait_for(lambda: (lambda x: x if x.status.phase == "Failed" else None)(
+        core.read_namespaced_pod("withinit", namespace)), 60, "pod withinit to fail")
+    assert "initContainers are not supported" in p.status.message
+
+
+def test_node_is_ready_and_not_tainted(cluster, api):
+    if not cluster.local:
+        return
+    node = client.CoreV1Api(api).read_node("lime-local-node")
+    ready = {c.type: c.status for c in node.status.conditions}
+    assert ready["Ready"] == "True"
+    assert not node.spec.taints
+    assert node.status.allocatable["pods"] == "250"
+    lease = client.CoordinationV1Api(api).read_namespaced_lease("lime-local-node", "kube-node-lease")
+    assert lease.spec.holder_identity == "lime-local-node"
+
+
+def test_broker_publish_and_consume(broker):
+    name = f"lime-test-{uuid.uuid4().hex[:8]}"
+    params = pika.URLParameters(broker.url)
+    params.socket_timeout = 5
+    conn = pika.BlockingConnection(params)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.exchange_declare(name, exchange_type="topic", durable=False, auto_delete=True)
+        ch.queue_declare(name, exclusive=True)
+        ch.queue_bind(name, name, routing_key="core.task.#")
+        ch.basic_publish(name, "core.task.demo.success.v1", b'{"ok": true}',
+                         pika.BasicProperties(message_id="m-1", delivery_mode=2))
+        method, props, body = None, None, None
+        deadline = time.monotonic() + 10
+        while method is None and time.monotonic() < deadline:
+            method, props, body = ch.basic_get(name, auto_ack=True)
+            if method is None:
+                conn.sleep(0.1)
+        assert method is not None, "the published message never arrived"
+        assert method.routing_key == "core.task.demo.success.v1"
+        assert props.message_id == "m-1"
+        assert body == b'{"ok": true}'
+    finally:
+        conn.close()
+
+
+def test_pinned_tool_versions(cluster):
+    client_version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    assert client_version["clientVersion"]["gitVersion"] == "v1.34.4"
+    if cluster.local:
+        assert client_version["serverVersion"]["gitVersion"] == "v1.34.4"
+    helm = cluster.helm("version", "--short").stdout
+    assert helm.startswith("v3.22.0"), helm
+    # The cache's tools come first on the PATH given to subprocesses.
+    assert cluster.env()["PATH"].split(os.pathsep)[0] == str(cluster.bin_dir)
