@@ -135,7 +135,7 @@ def process_path(env: dict[str, str], venv_bin: str, node_path: str) -> str:
 def resolve_executable(name: str, path: str, cwd: str) -> str:
     """Like execvp's lookup, but done up front so a missing command is a clear error."""
     if "/" in name:
-        full = name if os.path.isabs(name) else os.path.join(cwd, name)
+        full = name if os.path.isabs(name) else os.path.normpath(os.path.join(cwd, name))
         if os.path.isfile(full) and os.access(full, os.X_OK):
             return full
         raise FileNotFoundError(f'exec: "{name}": no such executable file')
