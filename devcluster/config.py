@@ -8,7 +8,7 @@ Ports are deliberately not the defaults so that the cluster can sit beside a rea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,16 @@ class ClusterConfig:
         state = Path(env.get("LIME_CLUSTER_DIR") or "/tmp/lime-task-cluster")
         cache = Path(env.get("LIME_CACHE") or Path.home() / ".cache" / "lime-task")
         management = env.get("LIME_RABBITMQ_MANAGEMENT", "") in ("1", "true", "yes")
-        return cls(state_dir=state.resolve(), cache_dir=cache.resolve(), rabbit_management=management)
+        cfg = cls(state_dir=state.resolve(), cache_dir=cache.resolve(), rabbit_management=management)
+        offset = env.get("LIME_CLUSTER_PORT_OFFSET", "0")
+        if not offset.lstrip("-").isdigit():
+            raise ValueError(f"LIME_CLUSTER_PORT_OFFSET must be an integer, got {offset!r}")
+        return cfg.with_port_offset(int(offset)) if int(offset) else cfg
+
+    def with_port_offset(self, offset: int) -> "ClusterConfig":
+        """Every port moved by ``offset``: a second cluster (own LIME_CLUSTER_DIR) beside the first."""
+        ports = {f.name: getattr(self, f.name) + offset for f in fields(self) if f.name.endswith("_port")}
+        return replace(self, **ports)
 
     @property
     def bin_dir(self) -> Path:

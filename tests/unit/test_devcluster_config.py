@@ -45,3 +45,13 @@ def test_apiserver_certificate_names_loopback_and_the_service_ip():
 def test_a_certificate_for_nothing_is_refused():
     with pytest.raises(pki.PkiError, match="server, a client or both"):
         pki.CertSpec("x", "x").extensions()
+
+
+def test_port_offset_moves_every_port(tmp_path):
+    cfg = ClusterConfig.from_env({"LIME_CLUSTER_DIR": str(tmp_path), "LIME_CLUSTER_PORT_OFFSET": "100"})
+    assert (cfg.apiserver_port, cfg.etcd_client_port, cfg.amqp_port, cfg.kubelet_port) == (16543, 23890, 35772, 10350)
+
+
+def test_bad_port_offset_is_named():
+    with pytest.raises(ValueError, match="LIME_CLUSTER_PORT_OFFSET"):
+        ClusterConfig.from_env({"LIME_CLUSTER_PORT_OFFSET": "ten"})
