@@ -1,0 +1,59 @@
+"""`python -m lime_task_operator` and `lime-task operator`: run the operator in-process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from .settings import SettingsError, load_settings
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="lime-task operator",
+        description="Run the Lime Task operator: one Kubernetes Job per LimeTask.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[],
+                       help="watch this namespace (repeatable; default: "
+                            "LIME_TASK_OPERATOR_NAMESPACES, else the whole cluster)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch the whole cluster, whatever LIME_TASK_OPERATOR_NAMESPACES says")
+    parser.add_argument("--liveness", metavar="URL",
+                        help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_settings()
+    except SettingsError as error:
+        print(f"lime-task operator: {error}", file=sys.stderr)
+        return 2
+    namespaces = [] if args.all_namespaces else (args.namespace or list(config.namespaces))
+
+    import kopf
+
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    kopf.configure(verbose=args.verbose, quiet=args.quiet)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every handler call ("Handler 'task_event' succeeded"): our handlers
+        # only nudge the reconciler, whose own log says what happened.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(config=config),
+    )
+    return 0

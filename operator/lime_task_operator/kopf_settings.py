@@ -1,0 +1,41 @@
+"""Every kopf setting the operator relies on, in one place (applied at start-up)."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from lime_task.constants import GROUP
+
+# The API server ends a watch after this many seconds and kopf starts a new one; the
+# client gives up a little later. Without both, a watch whose connection silently died
+# (a load balancer, a restarted API server) could leave the operator deaf forever.
+WATCH_SERVER_TIMEOUT = 240
+WATCH_CLIENT_TIMEOUT = 270
+WATCH_CONNECT_TIMEOUT = 10
+# Concurrent per-object kopf workers. Our handlers only feed indexes and nudge the
+# reconciler's own bounded queue, so a small bound is plenty and caps memory.
+WORKER_LIMIT = 32
+
+
+def apply(settings: kopf.OperatorSettings) -> None:
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+    settings.watching.connect_timeout = WATCH_CONNECT_TIMEOUT
+    settings.batching.worker_limit = WORKER_LIMIT
+    # Our own annotation prefix, should kopf ever store handler progress or a diff-base
+    # on a LimeTask (no kopf.io/* annotations on user objects).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    # One operator per scope; no KopfPeering resources needed (or RBAC for them).
+    settings.peering.standalone = True
+    # Transitions are recorded as Events by the reconciler itself; kopf posts only
+    # its own warnings and errors, not every log line.
+    settings.posting.enabled = True
+    settings.posting.level = logging.WARNING
+    # Sync code runs in the reconciler's own pools; kopf's executor stays small.
+    settings.execution.max_workers = 4

@@ -1,0 +1,218 @@
+"""The only module that calls the Kubernetes API.
+
+Blocking calls on one shared kubernetes.client.ApiClient (its connection pool is
+thread-safe); the reconciler runs them in a thread pool so the event loop never waits.
+
+Requests go through the client's low-level request path with plain dicts in and out,
+rather than the generated model classes: the operator works with the objects as the
+API server sends them (camelCase dicts, the same shape kopf hands to handlers), and
+the status patch must be a JSON merge patch with a resourceVersion precondition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Mapping, Optional
+from urllib.parse import quote
+
+import kubernetes
+
+from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "lime-task-operator"
+# A hung API server must not hold a worker thread forever: (connect, read) seconds.
+REQUEST_TIMEOUT = (5, 30)
+
+
+class KubeError(RuntimeError):
+    """An API call failed in a way the reconciler retries later (with backoff)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Kubernetes API error {status}: {message}")
+        self.status = status
+
+
+class Kube:
+    def __init__(self, api_client: Optional[kubernetes.client.ApiClient] = None) -> None:
+        self.api = api_client or make_api_client()
+        self._instance = socket.gethostname()
+
+    # ------------------------------------------------------------ raw access
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Optional[list[tuple[str, str]]] = None,
+        content_type: str = "application/json",
+        ok_missing: bool = False,
+        ok_conflict: bool = False,
+    ) -> Optional[dict[str, Any]]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, body, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(method, url, header_params=headers, body=body,
+                                         _request_timeout=REQUEST_TIMEOUT)
+            data = response.read()
+            status = response.status
+        except kubernetes.client.ApiException as error:  # raised by some transports
+            status, data = error.status or 0, (error.body or "").encode() if isinstance(error.body, str) else (error.body or b"")
+        if status == 404 and ok_missing:
+            return None
+        if status == 409 and ok_conflict:
+            return {"_conflict": True, **_json(data)}
+        if status >= 400 or status == 0:
+            detail = _json(data).get("message") or data[:300].decode(errors="replace")
+            raise KubeError(status, f"{method} {path}: {detail}")
+        return _json(data)
+
+    # ------------------------------------------------------------ Jobs
+
+    def get_job(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        return self._request("GET", f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}", ok_missing=True)
+
+    def create_job(self, namespace: str, job: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the Job, or return the one that already has its name.
+
+        Returns (job, created). The name is deterministic per task, so AlreadyExists
+        means this or an earlier operator process created it: adopt it, never make
+        another.
+        """
+        created = self._request("POST", f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs", body=dict(job),
+                                ok_conflict=True)
+        if not created.get("_conflict"):
+            return created, True
+        name = job["metadata"]["name"]
+        existing = self.get_job(namespace, name)
+        if existing is None:  # deleted in between; the next reconcile creates it again
+            raise KubeError(409, f"Job {namespace}/{name} exists and vanished again")
+        return existing, False
+
+    def list_task_pods(self, namespace: str, task_name: str) -> list[dict[str, Any]]:
+        result = self._request(
+            "GET",
+            f"/api/v1/namespaces/{_q(namespace)}/pods",
+            query=[("labelSelector", f"{LABEL_TASK_ID}={task_name}")],
+        )
+        return list(result.get("items") or [])
+
+    # ------------------------------------------------------------ LimeTasks
+
+    def _task_path(self, namespace: str, name: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}/{_q(name)}"
+
+    def patch_task_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+    ) -> Optional[dict[str, Any]]:
+        """Merge-patch the status subresource, only if the task is still at `resource_version`.
+
+        The precondition is what makes "never overwrite a terminal state" hold: a
+        decision taken on a stale copy fails with 409 (returned as None) instead of
+        clobbering what another write put there; the newer version's watch event
+        triggers a fresh decision. None too if the task is gone.
+        """
+        patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+        result = self._request(
+            "PATCH",
+            self._task_path(namespace, name) + "/status",
+            body=patch,
+            content_type="application/merge-patch+json",
+            ok_missing=True,
+            ok_conflict=True,
+        )
+        if result is None or result.get("_conflict"):
+            return None
+        return result
+
+    def delete_task(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete a finished task (its Job and pods go with it, by garbage collection).
+
+        The uid precondition protects a new task that reuses the name. Background
+        propagation: the task disappears now, the GC removes the rest.
+        """
+        result = self._request(
+            "DELETE",
+            self._task_path(namespace, name),
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid},
+                  "propagationPolicy": "Background"},
+            ok_missing=True,
+            ok_conflict=True,
+        )
+        return result is not None and not result.get("_conflict")
+
+    # ------------------------------------------------------------ Events
+
+    def record_event(self, task: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on the task (what `kubectl describe limetask` shows).
+
+        Best effort: an Event that cannot be written is logged, never retried, because
+        the status (the source of truth) is already written.
+        """
+        metadata = task.get("metadata") or {}
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = metadata.get("namespace")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{metadata.get('name')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": metadata.get("name"),
+                "namespace": namespace,
+                "uid": metadata.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body=event)
+        except Exception as error:  # noqa: BLE001 - see docstring
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, metadata.get("name"), error)
+
+
+def make_api_client() -> kubernetes.client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # One connection per worker thread, plus some for the event recorder.
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")
+
+
+def _json(data: bytes | str | None) -> dict[str, Any]:
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

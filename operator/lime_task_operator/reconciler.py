@@ -1,0 +1,361 @@
+"""Drives every LimeTask to its terminal state; the only place that sequences I/O.
+
+Level-based: each pass reads the latest known task, Job and pods (kopf's indexes, fed
+by the watches), asks the pure modules what should change (jobs.py, status.py,
+queue.py) and applies it through kube.py. Nothing depends on having seen a particular
+event, so an operator killed at any moment and started again picks every task up
+from the initial listing and finishes it:
+
+- the Job name is deterministic and creation adopts an existing Job (409), so a task
+  never gets a second Job;
+- status patches carry the resourceVersion the decision was based on, so a stale
+  decision can never overwrite a newer (e.g. terminal) status;
+- events are retried until their confirmation is recorded in the status, and a
+  finished task is only deleted after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Callable, Hashable, Mapping, Optional
+
+from lime_task import events as task_events
+from lime_task.constants import TERMINAL_STATES
+
+from . import jobs, queue, status
+from .kube import Kube
+from .settings import Settings
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+
+RECONCILE_WORKERS = 8
+EVENT_WORKERS = 2
+# Safety net: non-terminal tasks are looked at again this often even without events.
+RESYNC_SECONDS = 30.0
+# A Job of an earlier task with the same name is still being garbage-collected.
+STALE_JOB_RETRY_SECONDS = 2.0
+EVENT_BACKOFF_MAX = 60.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        config: Settings,
+        kube: Kube,
+        tasks: Mapping[Hashable, Any],
+        jobs_index: Mapping[Hashable, Any],
+        pods_index: Mapping[Hashable, Any],
+        publisher: Any = None,
+        publish_error: type[Exception] = Exception,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.kube = kube
+        self._tasks = tasks
+        self._jobs = jobs_index
+        self._pods = pods_index
+        self.publisher = publisher
+        self._publish_error = publish_error
+        self._clock = clock
+        self._api = ThreadPoolExecutor(RECONCILE_WORKERS + 2, thread_name_prefix="lt-api")
+        # Broker calls block for up to a connect timeout during an outage: they get
+        # their own thread, so they never hold up API calls or the event loop.
+        self._broker = ThreadPoolExecutor(1, thread_name_prefix="lt-broker")
+        self.main = WorkQueue("reconcile", self.reconcile, RECONCILE_WORKERS)
+        self.events = WorkQueue("publish", self.publish, EVENT_WORKERS)
+        # Tasks whose Job this process created (or is creating): they hold a slot even
+        # before the Job's watch event arrives.
+        self._launched: set[Key] = set()
+        self._order: dict[Key, tuple] = {}
+        self._sequence = itertools.count()
+        self._event_failures: dict[Key, int] = {}
+        self._resync: Optional[asyncio.Task] = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.main.start()
+        self.events.start()
+        self._resync = asyncio.create_task(self._resync_forever(), name="lt-resync")
+
+    async def stop(self) -> None:
+        if self._resync:
+            self._resync.cancel()
+        await self.main.stop()
+        await self.events.stop()
+        self._api.shutdown(wait=False, cancel_futures=True)
+        self._broker.shutdown(wait=False, cancel_futures=True)
+        if self.publisher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            for key in list(self._tasks):
+                task = self._task(key)
+                if task is not None and not status.is_terminal(task):
+                    self.main.nudge(key)
+
+    # ------------------------------------------------------------ inputs (from handlers)
+
+    def on_task_event(self, event_type: Optional[str], key: Key, body: Mapping[str, Any]) -> None:
+        if event_type == "DELETED":
+            self._forget(key)
+            self.kick_queue()
+            return
+        if key not in self._order:
+            self._order[key] = self._creation_order(body)
+        self.main.nudge(key)
+        if (body.get("status") or {}).get("state") in TERMINAL_STATES:
+            self.kick_queue()
+
+    def on_child_event(self, key: Key) -> None:
+        if key in self._tasks:
+            self.main.nudge(key)
+
+    def _creation_order(self, body: Mapping[str, Any]) -> tuple:
+        """Sort key for "creation order" (creationTimestamp has only 1-second steps).
+
+        A task seen before anyone wrote its status still has its creation
+        resourceVersion, which orders creations exactly. Tasks that already had a
+        status when this process first saw them (after a restart) fall back to their
+        name within the same second.
+        """
+        metadata = body.get("metadata") or {}
+        created = metadata.get("creationTimestamp") or ""
+        version = str(metadata.get("resourceVersion") or "")
+        if not body.get("status") and version.isdigit():
+            return (created, 0, int(version), "")
+        return (created, 1, 0, metadata.get("name") or "")
+
+    def _forget(self, key: Key) -> None:
+        self._launched.discard(key)
+        self._order.pop(key, None)
+        self._event_failures.pop(key, None)
+        self.main.forget(key)
+        self.events.forget(key)
+
+    # ------------------------------------------------------------ index access
+
+    @staticmethod
+    def _one(index: Mapping[Hashable, Any], key: Hashable) -> Optional[dict[str, Any]]:
+        store = index.get(key)
+        if not store:
+            return None
+        for value in store:
+            return value
+        return None
+
+    def _task(self, key: Key) -> Optional[dict[str, Any]]:
+        return self._one(self._tasks, key)
+
+    def _job(self, key: Key) -> Optional[dict[str, Any]]:
+        return self._one(self._jobs, key)
+
+    def _task_pods(self, key: Key) -> list[dict[str, Any]]:
+        return list(self._pods.get(key) or [])
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._api, functools.partial(fn, *args))
+
+    # ------------------------------------------------------------ admission
+
+    def _entries(self) -> list[queue.Entry]:
+        entries = []
+        for key in list(self._tasks):
+            task = self._task(key)
+            if task is None or status.is_terminal(task) or task["metadata"].get("deletionTimestamp"):
+                continue
+            has_job = key in self._launched or key in self._jobs or bool(task["status"].get("jobName"))
+            entries.append(
+                queue.Entry(
+                    key=key,
+                    app=(task.get("spec") or {}).get("app") or "",
+                    order=self._order.get(key) or (task["metadata"].get("creationTimestamp") or "", 2, 0, key[1]),
+                    running=has_job,
+                    waiting=not has_job,
+                )
+            )
+        return entries
+
+    def _admitted(self) -> list[Key]:
+        return queue.admit(self._entries(), self.config.max_running, self.config.max_running_per_app)
+
+    def _reserve(self, key: Key) -> bool:
+        """Take a running slot for `key` if admission allows it now.
+
+        No await between the check and the reservation: on one event loop that makes
+        the pair atomic, so two workers can never both take the last slot.
+        """
+        if self.config.limited and key not in self._admitted():
+            return False
+        self._launched.add(key)
+        return True
+
+    def kick_queue(self) -> None:
+        """A slot may have freed up: look at the tasks that may start now."""
+        if self.config.limited:
+            for key in self._admitted():
+                self.main.nudge(key)
+
+    # ------------------------------------------------------------ the reconcile pass
+
+    async def reconcile(self, key: Key) -> None:
+        task = self._task(key)
+        if task is None:
+            return
+        if task["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the garbage collector cancels the Job
+        if status.is_terminal(task):
+            self._launched.discard(key)
+            await self._finished(key, task)
+            return
+
+        namespace, name = key
+        uid = task["metadata"]["uid"]
+        now = self._clock()
+        job = self._job(key)
+        if job is None and (task["status"].get("jobName") or key in self._launched):
+            # The index may lag behind a Job we created a moment ago: ask the API.
+            job = await self._call(self.kube.get_job, namespace, task["status"].get("jobName") or jobs.job_name(name))
+            if job is None:
+                await self._apply(key, task, status.cancelled(task, jobs.job_name(name), now))
+                return
+        if job is None:
+            await self._start(key, task, now)
+            return
+        if jobs.owner_uid(job) != uid:
+            log.info("Job %s/%s belongs to an earlier task %s; waiting for its removal",
+                     namespace, job["metadata"]["name"], name)
+            self.main.nudge_later(key, STALE_JOB_RETRY_SECONDS)
+            return
+
+        pods = self._task_pods(key)
+        if status.job_finished(job):
+            # The verdict needs every pod's final report; the pod watch may lag the
+            # Job's, so read them fresh.
+            pods = await self._call(self.kube.list_task_pods, namespace, name)
+        await self._apply(key, task, status.observe(task, job, pods, now))
+
+    async def _start(self, key: Key, task: dict[str, Any], now: datetime) -> None:
+        namespace, name = key
+        try:
+            body = jobs.build_job(task, self.config)
+        except jobs.InvalidTask as error:
+            await self._apply(key, task, status.invalid(task, str(error), now))
+            return
+        if not self._reserve(key):
+            message = queue.queue_message(self.config.max_running, self.config.max_running_per_app,
+                                          task["spec"].get("app", ""))
+            await self._apply(key, task, status.queued(task, message, now))
+            return
+        try:
+            job, created = await self._call(self.kube.create_job, namespace, body)
+        except Exception:
+            self._launched.discard(key)
+            raise
+        if jobs.owner_uid(job) != task["metadata"]["uid"]:
+            self._launched.discard(key)
+            self.main.nudge_later(key, STALE_JOB_RETRY_SECONDS)
+            return
+        log.info("%s Job %s/%s for task %s", "created" if created else "adopted existing",
+                 namespace, job["metadata"]["name"], task["spec"].get("task"))
+        await self._apply(key, task, status.pending(task, job["metadata"]["name"], now))
+
+    async def _apply(self, key: Key, task: dict[str, Any], transition: Optional[status.Transition]) -> bool:
+        if transition is None:
+            return False
+        written = await self._patch(key, task, transition.status)
+        if written:
+            log.info("task %s/%s: %s (%s) %s", key[0], key[1], transition.state, transition.reason,
+                     transition.message)
+            # Fire and forget: an Event is a courtesy for `kubectl describe`.
+            asyncio.get_running_loop().run_in_executor(
+                self._api, self.kube.record_event, task, transition.event_type, transition.reason,
+                f"{transition.state}: {transition.message}")
+        return written
+
+    async def _patch(self, key: Key, task: dict[str, Any], fields: Mapping[str, Any]) -> bool:
+        written = await self._call(self.kube.patch_task_status, key[0], key[1], fields,
+                                   task["metadata"]["resourceVersion"])
+        if written is None:
+            log.debug("task %s/%s changed meanwhile; deciding again on its next version", *key)
+            return False
+        return True
+
+    # ------------------------------------------------------------ after the end
+
+    async def _finished(self, key: Key, task: dict[str, Any]) -> None:
+        now = self._clock()
+        if not status.event_confirmed(task):
+            if self.publisher is not None:
+                if key not in self._event_failures:  # else a backoff timer is pending
+                    self.events.nudge(key)
+                return  # the TTL waits for the event; its status patch brings us back
+            fields = status.events_disabled(task, now)
+            if fields is not None:
+                await self._patch(key, task, fields)
+                return  # the patch's watch event brings us back with the new version
+        ttl = self.config.default_ttl_seconds
+        if status.may_delete(task, ttl, self.config.events_enabled, now):
+            deleted = await self._call(self.kube.delete_task, key[0], key[1], task["metadata"]["uid"])
+            if deleted:
+                log.info("task %s/%s deleted: its TTL after finishing has passed", *key)
+            return
+        deadline = status.expiry(task, ttl)
+        if deadline is not None:
+            self.main.nudge_later(key, (deadline - now).total_seconds() + 0.5)
+
+    async def publish(self, key: Key) -> None:
+        """Publish a finished task's event, then record the broker's confirmation."""
+        task = self._task(key)
+        if task is None or not status.is_terminal(task) or status.event_confirmed(task):
+            return
+        if self.publisher is None:
+            return
+        state = task["status"]["state"]
+        now = self._clock()
+        try:
+            routing_key = task_events.routing_key(task["spec"]["task"], state)
+            message_id = task_events.event_message_id(task["metadata"]["uid"], state)
+            body = task_events.build_event_body(task)
+        except (KeyError, ValueError) as error:
+            # Cannot happen for a task that passed the schema; say so rather than loop.
+            fields = status.event_failed(task, "InvalidEvent", str(error), now)
+            if fields:
+                await self._patch(key, task, fields)
+            return
+        timestamp = status.parse_time(task["status"].get("finishedAt")) or now
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._broker, self.publisher.publish, routing_key, body, message_id, timestamp)
+        except self._publish_error as error:
+            failures = self._event_failures.get(key, 0) + 1
+            self._event_failures[key] = failures
+            delay = min(EVENT_BACKOFF_MAX, 2.0 ** failures)
+            reason = getattr(error, "reason", "PublishFailed")
+            message = getattr(error, "message", str(error))
+            fields = status.event_failed(task, reason, f"{message} (attempt {failures}, next in {delay:.0f}s)", now)
+            if fields:
+                await self._patch(key, task, fields)
+            self.events.nudge_later(key, delay)
+            return
+        self._event_failures.pop(key, None)
+        if not await self._patch(key, task, status.event_published(task, routing_key, message_id, self._clock())):
+            # The task moved on meanwhile; publish again on the next version. A repeat
+            # carries the same message id, which consumers drop.
+            self.events.nudge_later(key, 1.0)
+            return
+        log.info("task %s/%s: event %s confirmed", key[0], key[1], routing_key)
