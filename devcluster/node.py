@@ -57,7 +57,7 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from . import podspec, podstatus
+from . import kubelet_server, podspec, podstatus
 from .config import HOST, ClusterConfig
 from .podstatus import ContainerRun, PodOutcome
 
@@ -446,6 +446,17 @@ class NodeAgent:
         candidates = sorted(pod_dir.glob(f"*/{container}.log"), key=lambda p: p.stat().st_mtime)
         return candidates[-1] if candidates else None
 
+    def is_running(self, ns: str, pod: str, container: str) -> bool:
+        """Whether that container may still write to its log (for `kubectl logs -f`)."""
+        with self.lock:
+            workers = [w for w in self.workers.values() if w.ns == ns and w.pod_name == pod]
+        for w in workers:
+            with w.lock:
+                for r in w.runs:
+                    if r.name == container and r.state != podstatus.TERMINATED:
+                        return True
+        return False
+
     def handle(self, event_type: str, pod: dict) -> None:
         meta, status = pod["metadata"], pod.get("status") or {}
         uid = meta["uid"]
@@ -561,12 +572,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, agent.shutdown)
     agent.register()
     threading.Thread(target=agent.heartbeat_loop, name="heartbeat", daemon=True).start()
-    try:
-        from . import kubelet_server
-    except ImportError:
-        kubelet_server = None
-    if kubelet_server is not None:
-        kubelet_server.serve_in_thread(agent)
+    kubelet_server.serve_in_thread(agent)
     agent.pod_loop()
 
 

@@ -260,3 +260,23 @@ def test_pinned_tool_versions(cluster):
     assert helm.startswith("v3.22.0"), helm
     # The cache's tools come first on the PATH given to subprocesses.
     assert cluster.env()["PATH"].split(os.pathsep)[0] == str(cluster.bin_dir)
+
+
+def test_kubectl_logs_reads_the_container_log(cluster, api, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, pod("talker", ["sh", "-c", "for i in 1 2 3 4; do echo line $i; done"]))
+    wait_for(lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Succeeded", 60,
+             "pod talker to succeed")
+    assert cluster.kubectl("logs", "-n", namespace, "talker").stdout == "line 1\nline 2\nline 3\nline 4\n"
+    assert cluster.kubectl("logs", "-n", namespace, "talker", "--tail=2").stdout == "line 3\nline 4\n"
+    # The same through the API (pods/log), as the operator and the CLI read it.
+    assert core.read_namespaced_pod_log("talker", namespace, container="main", tail_lines=1) == "line 4\n"
+
+
+def test_kubectl_logs_follow_ends_when_the_container_ends(cluster, api, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, pod("slowtalker", ["sh", "-c", "echo start; sleep 2; echo end"]))
+    wait_for(lambda: core.read_namespaced_pod("slowtalker", namespace).status.phase == "Running", 60,
+             "pod slowtalker to run")
+    out = cluster.kubectl("logs", "-f", "-n", namespace, "slowtalker", timeout=60).stdout
+    assert out == "start\nend\n"
