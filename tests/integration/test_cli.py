@@ -1,0 +1,276 @@
+"""`lime-task` run as a user runs it: a subprocess against the real API server and broker.
+
+Commands that only read and write LimeTasks are tested in a namespace no operator
+watches, with the status patched by the test as the operator would (so every state
+change is under the test's control); commands that need tasks to really run (`send
+--wait`, `logs`) use an operator deployed by the Helm chart.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+from kubernetes import client
+
+from lime_task.constants import GROUP, PLURAL, VERSION
+
+from .chart_support import (
+    ROOT,
+    get_json,
+    helm_install,
+    helm_uninstall,
+    run_cli,
+    service_account_kubeconfig,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+CLI = [sys.executable, "-m", "lime_task.cli"]
+
+
+def send(cluster, namespace, *args):
+    done = run_cli(cluster, "send", *args, "-n", namespace)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def patch_status(cluster, namespace, name, **status):
+    client.CustomObjectsApi(cluster.api_client()).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+    )
+
+
+# -- without an operator --------------------------------------------------------------
+
+
+def test_send_prints_the_id_of_the_task_it_created(cluster, crd, namespace):
+    task_id = send(
+        cluster, namespace, "pkg.tasks.report", "--app", "my-app", "1001", '["name","city"]', "text",
+        "--kwarg", "limit=10", "--kwarg", "label=x", "--timeout", "60", "--retries", "2",
+    )
+    stored = get_json(cluster, "limetask", task_id, "-n", namespace)
+    assert stored["metadata"]["labels"]["limetask.dev/app"] == "my-app"
+    spec = stored["spec"]
+    assert (spec["task"], spec["app"], spec["args"]) == ("pkg.tasks.report", "my-app", [1001, ["name", "city"], "text"])
+    assert spec["kwargs"] == {"limit": 10, "label": "x"}
+    assert (spec["timeoutSeconds"], spec["retries"]) == (60, 2)
+
+
+def test_send_json_output_is_the_task_status_shape(cluster, crd, namespace):
+    done = run_cli(cluster, "send", "pkg.tasks.add", "--app", "my-app", "1", "2", "-n", namespace, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status == {"id": status["id"], "status": "PENDING", "result": None}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["not-a-dotted-path", "--app", "my-app"], "task"),
+        (["pkg.tasks.add", "--app", "bad app!"], "app"),
+        (["pkg.tasks.add", "--app", "my-app", "x" * 40000], "the limit is 32768"),
+    ],
+)
+def test_send_refuses_bad_tasks_with_exit_2_and_creates_nothing(cluster, crd, namespace, args, message):
+    done = run_cli(cluster, "send", *args, "-n", namespace)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert get_json(cluster, "limetasks", "-n", namespace)["items"] == []
+
+
+def test_status_shows_result_and_error_in_text_and_json(cluster, crd, namespace):
+    ok = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app", "1", "2")
+    bad = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app", "1", "x")
+    patch_status(cluster, namespace, ok, state="SUCCESS", result={"sum": 3}, reason="Completed")
+    error = {"type": "TypeError", "message": "unsupported operand", "traceback": "Traceback...\nTypeError: unsupported operand"}
+    patch_status(cluster, namespace, bad, state="FAILURE", error=error, reason="TaskRaised")
+
+    done = run_cli(cluster, "status", ok, "--app", "my-app", "-n", namespace, "-o", "json")
+    assert done.returncode == 0 and json.loads(done.stdout) == {"id": ok, "status": "SUCCESS", "result": {"sum": 3}}
+    done = run_cli(cluster, "status", bad, "--app", "my-app", "-n", namespace, "-o", "json")
+    assert done.returncode == 0  # status reports; only wait judges the outcome
+    assert json.loads(done.stdout) == {"id": bad, "status": "FAILURE", "result": None, "error": error}
+    text = run_cli(cluster, "status", bad, "--app", "my-app", "-n", namespace).stdout
+    assert "status: FAILURE" in text and "error:  TypeError: unsupported operand" in text
+
+
+def test_another_apps_task_is_not_found_exactly_like_a_missing_one(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    other = run_cli(cluster, "status", task_id, "--app", "other-app", "-n", namespace)
+    missing_id = str(uuid.uuid4())
+    missing = run_cli(cluster, "status", missing_id, "--app", "other-app", "-n", namespace)
+    assert other.returncode == missing.returncode == 3
+    assert other.stderr.replace(task_id, "ID") == missing.stderr.replace(missing_id, "ID")
+    assert "no task 'ID' for app 'other-app'" in other.stderr.replace(task_id, "ID")
+
+
+def test_wait_shows_each_state_change_on_stderr_then_the_result(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app", "1", "2")
+    waiter = subprocess.Popen(
+        [*CLI, "wait", task_id, "--app", "my-app", "-n", namespace, "-o", "json", "--timeout", "120"],
+        env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert waiter.stderr.readline().strip() == f"{task_id}: PENDING"
+        patch_status(cluster, namespace, task_id, state="STARTED", reason="Running")
+        assert waiter.stderr.readline().strip() == f"{task_id}: STARTED"
+        patch_status(cluster, namespace, task_id, state="SUCCESS", reason="Completed", result={"sum": 3})
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+    assert waiter.returncode == 0, err
+    assert err.strip() == f"{task_id}: SUCCESS"
+    assert json.loads(out) == {"id": task_id, "status": "SUCCESS", "result": {"sum": 3}}
+
+
+def test_wait_on_a_failed_task_exits_1_with_the_error(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    error = {"type": "ValueError", "message": "boom", "traceback": ""}
+    patch_status(cluster, namespace, task_id, state="FAILURE", reason="TaskRaised", error=error)
+    done = run_cli(cluster, "wait", task_id, "--app", "my-app", "-n", namespace, "-o", "json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"] == error
+
+
+def test_wait_gives_up_with_exit_4(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    done = run_cli(cluster, "wait", task_id, "--app", "my-app", "-n", namespace, "--timeout", "1")
+    assert done.returncode == 4
+    assert "did not complete within" in done.stderr and "PENDING" in done.stderr
+
+
+def test_list_filters_by_app_and_state(cluster, crd, namespace):
+    first = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    second = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    other = send(cluster, namespace, "pkg.tasks.add", "--app", "other-app")
+    patch_status(cluster, namespace, second, state="SUCCESS", reason="Completed", result=1)
+
+    def ids(*args):
+        done = run_cli(cluster, "list", "-n", namespace, "-o", "json", *args)
+        assert done.returncode == 0, done.stderr
+        return {item["id"] for item in json.loads(done.stdout)}
+
+    assert ids() == {first, second, other}
+    assert ids("--app", "my-app") == {first, second}
+    assert ids("--app", "my-app", "--state", "success") == {second}
+    assert ids("--app", "nobody") == set()
+    table = run_cli(cluster, "list", "-n", namespace, "--app", "my-app").stdout.splitlines()
+    assert table[0].split() == ["ID", "STATE", "TASK", "APP", "AGE"] and len(table) == 3
+
+
+def test_cancel_deletes_only_the_apps_own_task(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    refused = run_cli(cluster, "cancel", task_id, "--app", "other-app", "-n", namespace)
+    assert refused.returncode == 3
+    assert get_json(cluster, "limetask", task_id, "-n", namespace)["metadata"]["name"] == task_id
+    done = run_cli(cluster, "cancel", task_id, "--app", "my-app", "-n", namespace)
+    assert done.returncode == 0 and done.stdout.strip() == f"deleted task {task_id}"
+    wait_for(
+        lambda: cluster.kubectl("get", "limetask", task_id, "-n", namespace, check=False).returncode != 0,
+        "the task to be deleted",
+    )
+    assert run_cli(cluster, "status", task_id, "--app", "my-app", "-n", namespace).returncode == 3
+
+
+def test_logs_of_a_task_without_pod_is_a_clear_not_found(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+    done = run_cli(cluster, "logs", task_id, "--app", "my-app", "-n", namespace)
+    assert done.returncode == 3
+    assert f"task {task_id} (PENDING) has no pod, so no logs: it has not started yet" in done.stderr
+
+
+def test_unreachable_cluster_exits_5(cluster, tmp_path):
+    kubeconfig = tmp_path / "nowhere.kubeconfig"
+    kubeconfig.write_text(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Config
+        clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+        users: [{name: u, user: {token: t}}]
+        contexts: [{name: c, context: {cluster: c, user: u}}]
+        current-context: c
+        """))
+    done = run_cli(cluster, "status", "x", "--app", "a", env={"KUBECONFIG": str(kubeconfig)})
+    assert done.returncode == 5
+    assert "cannot reach the Kubernetes API server" in done.stderr
+
+
+def test_events_without_a_broker_url_says_how_to_give_one(cluster):
+    done = run_cli(cluster, "events", "--max", "1", env={"LIME_TASK_BROKER_URL": ""})
+    assert done.returncode == 2 and "LIME_TASK_BROKER_URL" in done.stderr
+
+
+# -- with an operator deployed by the chart --------------------------------------------
+
+PRINTING_TASKS = '''
+from lime_task import task
+
+
+@task
+def chatty(app, lines):
+    for number in range(lines):
+        print(f"line {number} from {app.name}", flush=True)
+    return {"printed": lines}
+'''
+
+
+@pytest.fixture(scope="module")
+def chart_operator(cluster, crd, broker, tmp_path_factory):
+    """A namespace watched by an operator that the chart deployed, with the example
+    tasks and a printing task importable in task pods. Yields the namespace."""
+    tasks_dir = tmp_path_factory.mktemp("cli-tasks")
+    (tasks_dir / "cli_tasks.py").write_text(PRINTING_TASKS)
+    namespace = f"lt-cli-{uuid.uuid4().hex[:6]}"
+    release = f"lt-{uuid.uuid4().hex[:8]}"
+    kubeconfig = tasks_dir / "operator.kubeconfig"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        helm_install(
+            cluster, release, namespace,
+            {
+                "watchNamespaces": [namespace],
+                "broker": {"url": broker.url},
+                "env": [{"name": "KUBECONFIG", "value": str(kubeconfig)}],
+                "operator": {"defaultImage": "lime-task-runner:dev",
+                             "extraEnv": {"PYTHONPATH": f"{ROOT / 'examples'}:{tasks_dir}"}},
+            },
+        )
+        service_account_kubeconfig(cluster, namespace, f"{release}-lime-task", kubeconfig)
+        cluster.kubectl("delete", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "--wait=false")
+        yield namespace
+    finally:
+        helm_uninstall(cluster, release, namespace)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_send_wait_runs_a_task_to_success(cluster, chart_operator):
+    done = run_cli(cluster, "send", "sample_tasks.tasks.add", "--app", "cli-app", "20", "22",
+                   "-n", chart_operator, "--wait", "--wait-timeout", "150", timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "status: SUCCESS" in done.stdout and '"sum":42' in done.stdout
+    progress = done.stderr.splitlines()
+    assert progress[0].endswith(": PENDING") and progress[-1].endswith(": SUCCESS")
+
+
+def test_send_wait_on_a_task_that_raises_exits_1_with_its_error(cluster, chart_operator):
+    done = run_cli(cluster, "send", "sample_tasks.tasks.fail", "--app", "cli-app", "no luck",
+                   "-n", chart_operator, "--wait", "--wait-timeout", "150", "-o", "json", timeout=180)
+    assert done.returncode == 1, done.stderr
+    status = json.loads(done.stdout)
+    assert status["status"] == "FAILURE"
+    assert (status["error"]["type"], status["error"]["message"]) == ("ValueError", "no luck")
+
+
+def test_logs_show_what_the_task_printed(cluster, chart_operator):
+    done = run_cli(cluster, "send", "cli_tasks.chatty", "--app", "cli-app", "3",
+                   "-n", chart_operator, "--wait", "--wait-timeout", "150", "-o", "json", timeout=180)
+    assert done.returncode == 0, done.stderr
+    task_id = json.loads(done.stdout)["id"]
+    logs = run_cli(cluster, "logs", task_id, "--app", "cli-app", "-n", chart_operator)
+    assert logs.returncode == 0, logs.stderr
+    assert "line 0 from cli-app\nline 1 from cli-app\nline 2 from cli-app\n" in logs.stdout
+    other = run_cli(cluster, "logs", task_id, "--app", "other-app", "-n", chart_operator)
+    assert other.returncode == 3 and "line 0" not in other.stdout
