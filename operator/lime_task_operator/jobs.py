@@ -181,6 +181,8 @@ def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]
             },
         },
     }
+    if settings.task_service_account:
+        job_spec["template"]["spec"]["serviceAccountName"] = settings.task_service_account
     if spec.timeout_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.timeout_seconds
 

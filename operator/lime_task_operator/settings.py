@@ -45,6 +45,9 @@ class Settings:
     broker_url: str = ""
     exchange: str = DEFAULT_EXCHANGE
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The ServiceAccount of task pods (the chart's no-rights account); empty means the
+    # namespace's default. Its token is never mounted either way.
+    task_service_account: str = ""
 
     @property
     def events_enabled(self) -> bool:
@@ -121,6 +124,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems.append(f"{PREFIX}BROKER_URL must start with amqp:// or amqps://, got {_redact(broker_url)!r}")
 
     exchange = raw("EXCHANGE") or DEFAULT_EXCHANGE
+
+    task_service_account = raw("TASK_SERVICE_ACCOUNT")
+    if task_service_account and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", task_service_account):
+        problems.append(f"{PREFIX}TASK_SERVICE_ACCOUNT: {task_service_account!r} is not a valid ServiceAccount name")
     settings = Settings(
         default_image=raw("DEFAULT_IMAGE"),
         app_images=app_images,
@@ -132,6 +139,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker_url=broker_url,
         exchange=exchange,
         extra_env=extra_env,
+        task_service_account=task_service_account,
     )
     if problems:
         raise SettingsError("invalid operator settings:\n  " + "\n  ".join(problems))
