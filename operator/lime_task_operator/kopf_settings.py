@@ -14,9 +14,13 @@ from lime_task.constants import GROUP
 WATCH_SERVER_TIMEOUT = 240
 WATCH_CLIENT_TIMEOUT = 270
 WATCH_CONNECT_TIMEOUT = 10
-# Concurrent per-object kopf workers. Our handlers only feed indexes and nudge the
-# reconciler's own bounded queue, so a small bound is plenty and caps memory.
-WORKER_LIMIT = 32
+# Concurrent per-object kopf workers (asyncio tasks; our handlers only feed indexes and
+# nudge the reconciler's own bounded queue). A worker keeps its slot for IDLE_TIMEOUT
+# after its object's last event, so the slots must cover the objects that change within
+# that time: each task brings three (task, Job, pod). With kopf's default idle timeout
+# (5s) and a limit of 32, a 200-task burst was throttled to ~3 tasks/s.
+WORKER_LIMIT = 200
+IDLE_TIMEOUT = 0.5
 
 
 def apply(settings: kopf.OperatorSettings) -> None:
@@ -24,6 +28,7 @@ def apply(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = WATCH_CONNECT_TIMEOUT
     settings.batching.worker_limit = WORKER_LIMIT
+    settings.batching.idle_timeout = IDLE_TIMEOUT
     # Our own annotation prefix, should kopf ever store handler progress or a diff-base
     # on a LimeTask (no kopf.io/* annotations on user objects).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
