@@ -259,6 +259,13 @@ def test_operator_deployed_by_the_chart_runs_a_task_to_success_under_its_rbac(cl
             if events.poll() is None:
                 events.kill()
                 events.wait()
+        # The task ran under the chart's no-rights ServiceAccount, without a token.
+        task_pods = get_json(cluster, "pods", "-n", namespace, "-l", f"limetask.dev/task-id={status['id']}")["items"]
+        assert task_pods and all(
+            p["spec"]["serviceAccountName"] == f"{release}-lime-task-task"
+            and p["spec"]["automountServiceAccountToken"] is False
+            for p in task_pods
+        )
         # The operator is the chart's pod, not some other process with more rights.
         pods = get_json(cluster, "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}")["items"]
         assert any(p["status"].get("phase") == "Running" for p in pods)
