@@ -12,11 +12,22 @@ How a pod runs here, and the limits that follow:
   (``sys.prefix/bin``) first, so ``python -m lime_task.runner`` is the project's Python.
 - Processes run as the node agent's user (root): the interpreter lives under /root,
   which is mode 700, so ``runAsUser``/``runAsNonRoot`` and the rest of the
-  securityContext are NOT honoured. Volumes are not mounted; resources are not enforced.
+  securityContext are NOT honoured. Resources are not enforced.
+- Volumes (see volumes.py): emptyDir, secret, configMap, downwardAPI and projected
+  volumes are written to a per-pod directory and bind-mounted at their mountPath in the
+  container's private mount namespace (read-only except emptyDir). A projected
+  ``serviceAccountToken`` (the ``kube-api-access-*`` volume the ServiceAccount admission
+  plugin injects) gets a token bound to the pod from the TokenRequest API, requested as
+  the node (so the Node authorizer applies), and refreshed at 80% of its lifetime. Other
+  volume types are refused when a container mounts them.
+- Every container gets ``KUBERNETES_SERVICE_HOST=127.0.0.1`` and
+  ``KUBERNETES_SERVICE_PORT(_HTTPS)=<apiserver port>``: with the token volume, in-cluster
+  client configuration works as in a real pod (the Service's cluster IP routes nowhere).
 - ``env`` (``value`` with ``$(VAR)`` expansion, ``fieldRef``, ConfigMap/Secret key refs,
   ``envFrom``) and ``workingDir`` (default: a per-pod temporary directory) are honoured.
-- Each container runs in a private mount namespace (``unshare --mount``) where a per-
-  container host file is bind-mounted onto its ``terminationMessagePath``, so the process
+- Each container runs in a private mount namespace (``unshare --mount``) where its
+  volumes, then a per-container host file on its ``terminationMessagePath``, are
+  bind-mounted (mount targets are created on the host if missing), so the process
   writes its termination message where it expects to; the target is created on the host
   if missing. The message is reported like kubelet does (4096 bytes; log tail with
   ``FallbackToLogsOnError``).
@@ -57,9 +68,10 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from . import kubelet_server, podspec, podstatus
+from . import kubelet_server, podspec, podstatus, volumes
 from .config import HOST, ClusterConfig
 from .podstatus import ContainerRun, PodOutcome
+from .podvolumes import PodVolumes, TokenError
 
 log = logging.getLogger("lime-local-node")
 
@@ -69,12 +81,8 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
 DEFAULT_GRACE = 30
-# In the private mount namespace: bind the host file ($1) onto the expected path ($2),
-# then become the container's command. `exec` keeps the pid: it is the container's pid.
-MOUNT_SCRIPT = (
-    'mount --bind "$1" "$2" || { echo "lime-local-node: cannot bind-mount the termination '
-    'message file onto $2" >&2; exit 127; }; shift 2; exec "$@"'
-)
+# How often a pod waiting for its volumes (a missing Secret, a refused token) retries.
+VOLUME_RETRY_SECONDS = 2
 
 
 def now() -> datetime:
@@ -148,6 +156,7 @@ class PodWorker(threading.Thread):
         self.delete_after = False
         self.proc: subprocess.Popen | None = None
         self.kill_timer: threading.Timer | None = None
+        self.volumes = PodVolumes(self.dir / "volumes", pod, agent.request_token, agent.lookup_raw)
 
     # -- called from other threads -------------------------------------------------
     def request_stop(self, grace: int | None, delete_after: bool, reason: str | None = None,
@@ -200,12 +209,16 @@ class PodWorker(threading.Thread):
         self.outcome.start_time = now()
         try:
             podspec.check_supported(self.pod)
+            volumes.volumes_to_prepare(self.pod)  # refuses unsupported volumes and mounts
         except podspec.UnsupportedPod as exc:
             self.outcome.failed, self.outcome.reason, self.outcome.message = True, "Unsupported", str(exc)
             self._finish()
             return
         self._report()
         deadline = self._deadline()
+        if not self._prepare_volumes():
+            self._finish()
+            return
         for i, container in enumerate(self.pod["spec"]["containers"]):
             if self.stop.is_set():
                 break
@@ -216,11 +229,27 @@ class PodWorker(threading.Thread):
         ads = self.pod["spec"].get("activeDeadlineSeconds")
         return None if ads is None else time.monotonic() + int(ads)
 
+    def _prepare_volumes(self) -> bool:
+        """Write the pod's volumes; while a Secret/ConfigMap is missing or the token is
+        refused, the pod stays Pending with the reason in its first container's waiting
+        message (kubelet's FailedMount) and we retry. False if the pod was stopped first."""
+        while True:
+            try:
+                self.volumes.prepare()
+                return True
+            except (podspec.ConfigError, TokenError) as exc:
+                log.warning("%s/%s: volumes not ready: %s", self.ns, self.pod_name, exc)
+                self._set(0, reason="ContainerCreating", message=f"MountVolume.SetUp failed: {exc}")
+                self._report()
+                if self.stop.wait(VOLUME_RETRY_SECONDS):
+                    return False
+
     def _prepare(self, container: dict) -> podspec.ProcessSpec:
         """Env, argv and cwd; ConfigError is retried (pod stays Pending) until stopped."""
         while True:
             try:
-                env = podspec.resolve_env(self.pod, container, host_ip=HOST, pod_ip=HOST, lookup=self.agent.lookup)
+                env = podspec.resolve_env(self.pod, container, host_ip=HOST, pod_ip=HOST, lookup=self.agent.lookup,
+                                          service_env=self.agent.service_env)
                 break
             except podspec.ConfigError as exc:
                 self._set(self._index(container), reason="CreateContainerConfigError", message=str(exc))
@@ -264,8 +293,11 @@ class PodWorker(threading.Thread):
         msg_file = self.dir / f"{name}.termination-log"
         msg_file.write_bytes(b"")
         log_file = self.log_path(name)
-        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", MOUNT_SCRIPT,
-                "lime-local-node", str(msg_file), target, *spec.argv]
+        # Volumes first (parents before children), the termination message file last so
+        # that no volume over its directory hides it.
+        mounts = [*self.volumes.host_mounts(container), (str(msg_file), target, False)]
+        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", volumes.MOUNT_SCRIPT,
+                "lime-local-node", *volumes.mount_args(mounts), *spec.argv]
         with self.lock:
             if self.stop.is_set():
                 return
@@ -277,14 +309,18 @@ class PodWorker(threading.Thread):
         log.info("%s/%s: container %s started, pid %s", self.ns, self.pod_name, name, proc.pid)
         self._report()
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # Wake for the deadline or for the next token refresh, whichever comes first.
+            wake = [t for t in (deadline, self.volumes.next_refresh()) if t is not None]
+            timeout = None if not wake else max(0.0, min(wake) - time.monotonic())
             try:
                 rc = proc.wait(timeout=timeout)
                 break
             except subprocess.TimeoutExpired:
-                deadline = None
-                self.request_stop(self.pod["spec"].get("terminationGracePeriodSeconds"), False,
-                                  "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+                if deadline is not None and time.monotonic() >= deadline:
+                    deadline = None
+                    self.request_stop(self.pod["spec"].get("terminationGracePeriodSeconds"), False, "DeadlineExceeded",
+                                      "Pod was active on the node longer than the specified deadline")
+                self.volumes.refresh_due()
         if self.kill_timer:
             self.kill_timer.cancel()
         # Make sure nothing of the container outlives it (children left in its group).
@@ -342,6 +378,7 @@ class NodeAgent:
         self.finished: dict[str, tuple[str, str]] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.service_env = podspec.kubernetes_service_env(HOST, cfg.apiserver_port)
 
     # -- node object, lease, heartbeat --------------------------------------------------
     def node_status(self) -> dict:
@@ -420,6 +457,32 @@ class NodeAgent:
             return {k: base64.b64decode(v).decode() for k, v in (obj.data or {}).items()}
         except PodGone:
             return None
+
+    def lookup_raw(self, kind: str, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A ConfigMap's or Secret's keys as bytes, for volume files (binary data included)."""
+        try:
+            if kind == "ConfigMap":
+                obj = call(self.core.read_namespaced_config_map, name, namespace, what=f"configmap {name}")
+                data = {k: v.encode() for k, v in (obj.data or {}).items()}
+                data.update({k: base64.b64decode(v) for k, v in (obj.binary_data or {}).items()})
+                return data
+            obj = call(self.core.read_namespaced_secret, name, namespace, what=f"secret {name}")
+            return {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
+        except PodGone:
+            return None
+
+    def request_token(self, service_account: str, namespace: str, body: dict) -> tuple[str, datetime]:
+        """TokenRequest as the node: the Node authorizer and NodeRestriction allow it only
+        for a pod bound to this node and that pod's own ServiceAccount."""
+        try:
+            result = call(self.core.create_namespaced_service_account_token, service_account, namespace, body,
+                          what=f"token for {namespace}/{service_account}", deadline=30)
+        except ApiException as exc:
+            raise TokenError(f"TokenRequest for ServiceAccount {namespace}/{service_account} refused: "
+                             f"HTTP {exc.status} {exc.reason}") from None
+        except PodGone:
+            raise TokenError(f"ServiceAccount {namespace}/{service_account} not found") from None
+        return result.status.token, result.status.expiration_timestamp
 
     def delete_pod(self, ns: str, name: str, uid: str) -> None:
         body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))

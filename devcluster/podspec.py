@@ -83,12 +83,30 @@ def _key_ref(ref: dict, kind: str, namespace: str, lookup: Lookup | None) -> str
     return data[key]
 
 
+def kubernetes_service_env(host: str, port: int) -> dict[str, str]:
+    """The variables kubelet gives every container for the ``kubernetes`` Service (even
+    with ``enableServiceLinks: false``); in-cluster client configuration reads
+    ``KUBERNETES_SERVICE_HOST``/``_PORT``. On the local node the Service's cluster IP
+    routes nowhere, so they name the apiserver's loopback address instead."""
+    return {
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": str(port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+        "KUBERNETES_PORT": f"tcp://{host}:{port}",
+        f"KUBERNETES_PORT_{port}_TCP": f"tcp://{host}:{port}",
+        f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
+        f"KUBERNETES_PORT_{port}_TCP_PORT": str(port),
+        f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
+    }
+
+
 def resolve_env(pod: dict, container: dict, *, host_ip: str = "127.0.0.1", pod_ip: str = "127.0.0.1",
-                lookup: Lookup | None = None) -> dict[str, str]:
-    """The container's environment as kubelet would build it from the spec: ``envFrom``
-    first, then ``env`` in order, each value expanded against what was defined before."""
+                lookup: Lookup | None = None, service_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The container's environment as kubelet would build it from the spec: the service
+    variables (``service_env``) first, overridden by ``envFrom``, then ``env`` in order,
+    each value expanded against what was defined before (service variables included)."""
     namespace = pod.get("metadata", {}).get("namespace", "default")
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(service_env or {})
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix", "")
         for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):

@@ -280,3 +280,128 @@ def test_kubectl_logs_follow_ends_when_the_container_ends(cluster, api, namespac
              "pod slowtalker to run")
     out = cluster.kubectl("logs", "-f", "-n", namespace, "slowtalker", timeout=60).stdout
     assert out == "start\nend\n"
+
+
+# -- ServiceAccount identity and volumes ---------------------------------------------------
+# A pod reaches the API exactly as on a real kubelet: the ServiceAccount admission plugin
+# injects the kube-api-access-* projected volume, the node fills it with a token bound to
+# the pod, and KUBERNETES_SERVICE_HOST/PORT point at the apiserver.
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# Needs Python with the kubernetes client: the local node uses the project's venv (its
+# image is ignored); on a real cluster the runner image has both.
+PY_IMAGE = "lime-task-runner:dev"
+# Runs inside the pod: in-cluster config, read its own pod, ask who it is, try secrets;
+# the findings go to the termination message as JSON.
+WHOAMI = """
+import json, os
+from kubernetes import client, config
+config.load_incluster_config()
+core = client.CoreV1Api()
+ns = open("%s/namespace").read()
+out = {"namespace": ns, "host": os.environ["KUBERNETES_SERVICE_HOST"]}
+out["pod"] = core.read_namespaced_pod(os.environ["HOSTNAME"], ns).metadata.name
+review = client.AuthenticationV1Api().create_self_subject_review(
+    {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+out["user"] = review.status.user_info.username
+try:
+    core.list_namespaced_secret(ns)
+    out["secrets"] = "allowed"
+except client.ApiException as exc:
+    out["secrets"] = exc.status
+open("/dev/termination-log", "w").write(json.dumps(out))
+""" % SA_DIR
+
+
+def finished_pod(core: client.CoreV1Api, ns: str, name: str, timeout: float = 90) -> client.V1Pod:
+    return wait_for(lambda: (lambda x: x if x.status.phase in ("Succeeded", "Failed") else None)(
+        core.read_namespaced_pod(name, ns)), timeout, f"pod {name} to finish")
+
+
+def termination_message(p: client.V1Pod) -> str:
+    return p.status.container_statuses[0].state.terminated.message or ""
+
+
+def test_pod_uses_the_api_as_its_service_account(api, namespace):
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "get-pods"}, "rules": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "reader-get-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "get-pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]})
+    body = pod("whoami", ["python", "-c", WHOAMI], serviceAccountName="reader")
+    body["spec"]["containers"][0]["image"] = PY_IMAGE
+    core.create_namespaced_pod(namespace, body)
+    p = finished_pod(core, namespace, "whoami")
+    assert p.status.phase == "Succeeded", termination_message(p) or p.status
+    found = json.loads(termination_message(p))
+    assert found["pod"] == "whoami" and found["namespace"] == namespace
+    assert found["user"] == f"system:serviceaccount:{namespace}:reader"
+    assert found["secrets"] == 403  # the Role allows `get pods` and nothing else
+    # The token volume was injected by admission, as on any cluster.
+    mounts = {m.mount_path for m in p.spec.containers[0].volume_mounts}
+    assert SA_DIR in mounts
+
+
+def test_pod_without_automount_gets_no_token(api, namespace):
+    core = client.CoreV1Api(api)
+    script = (f'if [ -e {SA_DIR}/token ]; then r=token; else r=none; fi; '
+              f'printf "%s|%s" "$r" "$KUBERNETES_SERVICE_HOST" > /dev/termination-log')
+    core.create_namespaced_pod(namespace, pod("notoken", ["sh", "-c", script], automountServiceAccountToken=False))
+    p = finished_pod(core, namespace, "notoken")
+    assert p.status.phase == "Succeeded"
+    answer, host = termination_message(p).split("|")
+    assert answer == "none"
+    assert host  # the service variables are still there: only the credential is missing
+    assert not p.spec.volumes
+
+
+def test_secret_config_map_and_empty_dir_volumes_are_mounted(api, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"},
+                                                  "data": {"mode": "fast", "ignored": "x"}})
+    script = (
+        "set -e; pw=$(cat /etc/creds/password); mode=$(cat /etc/app/conf/mode); "
+        "echo scratch > /scratch/file; sc=$(cat /scratch/file); "
+        "if touch /etc/creds/new 2>/dev/null; then ro=writable; else ro=readonly; fi; "
+        "ls /etc/app/conf > /scratch/listing; "
+        'printf "%s|%s|%s|%s|%s" "$pw" "$mode" "$sc" "$ro" "$(cat /scratch/listing)" > /dev/termination-log'
+    )
+    body = pod("volumes", ["sh", "-c", script], volumes=[
+        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "settings", "configMap": {"name": "settings", "items": [{"key": "mode", "path": "conf/mode"}]}},
+        {"name": "scratch", "emptyDir": {}},
+    ])
+    body["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "creds", "mountPath": "/etc/creds"},
+        {"name": "settings", "mountPath": "/etc/app"},
+        {"name": "scratch", "mountPath": "/scratch"},
+    ]
+    core.create_namespaced_pod(namespace, body)
+    p = finished_pod(core, namespace, "volumes")
+    assert p.status.phase == "Succeeded", termination_message(p)
+    assert termination_message(p) == "s3cret|fast|scratch|readonly|mode"
+
+
+def test_a_pod_waits_for_its_secret_and_starts_once_it_exists(api, namespace):
+    core = client.CoreV1Api(api)
+    body = pod("patient", ["sh", "-c", "cat /etc/late/key > /dev/termination-log"],
+               volumes=[{"name": "late", "secret": {"secretName": "late"}}])
+    body["spec"]["containers"][0]["volumeMounts"] = [{"name": "late", "mountPath": "/etc/late"}]
+    core.create_namespaced_pod(namespace, body)
+
+    def waiting_message():
+        statuses = core.read_namespaced_pod("patient", namespace).status.container_statuses or []
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting.message if waiting and waiting.message else None
+
+    message = wait_for(waiting_message, 60, "pod patient to report its missing Secret")
+    assert 'Secret "late" not found' in message
+    assert core.read_namespaced_pod("patient", namespace).status.phase == "Pending"
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "late"}, "stringData": {"key": "finally"}})
+    p = finished_pod(core, namespace, "patient")
+    assert p.status.phase == "Succeeded"
+    assert termination_message(p) == "finally"
