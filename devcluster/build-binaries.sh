@@ -112,6 +112,15 @@ build_wrapped() {
     go get "$module@$version" >/dev/null
     go mod tidy >/dev/null
   fi
+  if [ "$name" = helm ]; then
+    # As helm's own Makefile does: the Kubernetes version that `helm template` and
+    # `helm lint` assume comes from the client-go it is built with (else it says v1.20).
+    local kv
+    kv=$(go list -m -f '{{.Version}}' k8s.io/client-go)
+    kv=${kv#v0.}; kv=${kv%%.*}
+    ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kv"
+    ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kv"
+  fi
   log "building $name $version"
   local t0=$SECONDS
   go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name-$version.tmp" "$pkg"
