@@ -82,11 +82,18 @@ def parse_time(text: Optional[str]) -> Optional[datetime]:
 
 
 def format_duration(seconds: float) -> str:
-    """A short human duration for the printer column: 0.4s, 12.3s, 4m05s, 2h03m."""
+    """A short human duration for the printer column: <1s, 12s, 4m05s, 2h03m.
+
+    Whole seconds, because the timestamps it is computed from (Kubernetes' RFC 3339
+    times) have one-second precision: "0.0s" for a quick task would claim a precision
+    that is not there.
+    """
     seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
     whole = int(seconds)
+    if whole < 1:
+        return "<1s"
+    if whole < 60:
+        return f"{whole}s"
     if whole < 3600:
         return f"{whole // 60}m{whole % 60:02d}s"
     return f"{whole // 3600}h{(whole % 3600) // 60:02d}m"

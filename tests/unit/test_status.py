@@ -95,7 +95,7 @@ def test_cancelled_when_the_job_vanished():
     t = status.cancelled(task("STARTED", startedAt="2025-01-02T03:04:00Z"), "lt-t1", NOW)
     assert (t.state, t.reason) == ("FAILURE", "Cancelled")
     assert "lt-t1 was deleted" in t.status["error"]["message"]
-    assert t.status["duration"] == "5.0s"
+    assert t.status["duration"] == "5s"
 
 
 # ------------------------------------------------------------ following the Job
@@ -199,7 +199,7 @@ def test_termination_message_parsing_rejects_garbage():
     assert status.parse_termination_message("{") is None
 
 
-@pytest.mark.parametrize("seconds, text", [(0.42, "0.4s"), (12.34, "12.3s"), (245, "4m05s"), (7380, "2h03m"), (-1, "0.0s")])
+@pytest.mark.parametrize("seconds, text", [(0.42, "<1s"), (1, "1s"), (12.34, "12s"), (59.9, "59s"), (60, "1m00s"), (245, "4m05s"), (7380, "2h03m"), (-1, "<1s")])
 def test_format_duration(seconds, text):
     assert status.format_duration(seconds) == text
 
