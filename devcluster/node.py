@@ -28,8 +28,7 @@ How a pod runs here, and the limits that follow:
 - Each container runs in a private mount namespace (``unshare --mount``) where its
   volumes, then a per-container host file on its ``terminationMessagePath``, are
   bind-mounted (mount targets are created on the host if missing), so the process
-  writes its termination message where it expects to; the target is created on the host
-  if missing. The message is reported like kubelet does (4096 bytes; log tail with
+  writes its termination message where it expects to. The message is reported like kubelet does (4096 bytes; log tail with
   ``FallbackToLogsOnError``).
 - Containers run one after the other; ``initContainers`` are refused (pod Failed with a
   clear message). Only ``restartPolicy: Never`` is fully supported: a container is never
@@ -296,7 +295,7 @@ class PodWorker(threading.Thread):
         # Volumes first (parents before children), the termination message file last so
         # that no volume over its directory hides it.
         mounts = [*self.volumes.host_mounts(container), (str(msg_file), target, False)]
-        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", volumes.MOUNT_SCRIPT,
+        argv = ["unshare", "--mount", "--propagation", "private", "/bin/bash", "-c", volumes.MOUNT_SCRIPT,
                 "lime-local-node", *volumes.mount_args(mounts), *spec.argv]
         with self.lock:
             if self.stop.is_set():

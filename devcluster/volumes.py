@@ -254,26 +254,37 @@ def mount_args(mounts: list[tuple[str, str, bool]]) -> list[str]:
     return [*args, "--"]
 
 
-# Runs as ``sh -c MOUNT_SCRIPT lime-local-node <triples> -- <command...>`` inside the
-# container's private mount namespace (``unshare --mount --propagation private``):
-# bind each source onto its target (a directory target is created if missing, a file
-# target too), remount read-only where asked, then become the container's command.
-# `exec` keeps the pid: it is the container's pid. Creating targets here, after the
-# earlier mounts, puts a nested target inside the volume mounted above it.
+# Runs as ``bash -c MOUNT_SCRIPT lime-local-node <triples> -- <command...>`` inside the
+# container's private mount namespace (``unshare --mount --propagation private``).
+# Every source is opened first, before anything is mounted: a volume mounted over a
+# parent directory of the node's state dir (an emptyDir on /tmp, say) would otherwise
+# hide the sources of the mounts after it. ``mount -c`` (no canonicalisation) then hands
+# ``/proc/self/fd/N`` to the kernel, which binds what the descriptor points at. A missing
+# target is created (a directory for a directory, else an empty file), after the earlier
+# mounts, so a nested target lands inside the volume mounted above it. Read-only mounts
+# are remounted ro. The descriptors are closed and `exec` becomes the container's command,
+# keeping the pid: it is the container's pid. bash, not sh: descriptors above 9.
 MOUNT_SCRIPT = r"""
 fail() { echo "lime-local-node: $*" >&2; exit 127; }
+srcs=() dsts=() modes=() fds=()
 while [ "$1" != "--" ]; do
-  src=$1 dst=$2 mode=$3; shift 3
+  exec {fd}<"$1" || fail "cannot open the volume source $1"
+  fds+=("$fd") srcs+=("/proc/self/fd/$fd") dsts+=("$2") modes+=("$3")
+  shift 3
+done
+shift
+for i in "${!dsts[@]}"; do
+  src=${srcs[i]} dst=${dsts[i]}
   if [ -d "$src" ]; then
     mkdir -p "$dst" || fail "cannot create the mount point $dst"
   elif [ ! -e "$dst" ]; then
-    mkdir -p "$(dirname "$dst")" && : > "$dst" || fail "cannot create the mount point $dst"
+    { mkdir -p "$(dirname "$dst")" && : > "$dst"; } || fail "cannot create the mount point $dst"
   fi
-  mount --bind "$src" "$dst" || fail "cannot bind-mount $src onto $dst"
-  if [ "$mode" = ro ]; then
+  mount -c --bind "$src" "$dst" || fail "cannot bind-mount onto $dst"
+  if [ "${modes[i]}" = ro ]; then
     mount -o remount,bind,ro "$dst" || fail "cannot make $dst read-only"
   fi
 done
-shift
+for fd in "${fds[@]}"; do exec {fd}<&-; done
 exec "$@"
 """

@@ -365,10 +365,11 @@ def test_secret_config_map_and_empty_dir_volumes_are_mounted(api, namespace):
                                                   "data": {"mode": "fast", "ignored": "x"}})
     script = (
         "set -e; pw=$(cat /etc/creds/password); mode=$(cat /etc/app/conf/mode); "
-        "echo scratch > /scratch/file; sc=$(cat /scratch/file); "
+        "echo scratch > /tmp/file; sc=$(cat /tmp/file); "
         "if touch /etc/creds/new 2>/dev/null; then ro=writable; else ro=readonly; fi; "
-        "ls /etc/app/conf > /scratch/listing; "
-        'printf "%s|%s|%s|%s|%s" "$pw" "$mode" "$sc" "$ro" "$(cat /scratch/listing)" > /dev/termination-log'
+        "ls /etc/app/conf > /tmp/listing; "
+        f"if [ -s {SA_DIR}/token ]; then tok=token; else tok=none; fi; "
+        'printf "%s|%s|%s|%s|%s|%s" "$pw" "$mode" "$sc" "$ro" "$(cat /tmp/listing)" "$tok" > /dev/termination-log'
     )
     body = pod("volumes", ["sh", "-c", script], volumes=[
         {"name": "creds", "secret": {"secretName": "creds"}},
@@ -378,12 +379,14 @@ def test_secret_config_map_and_empty_dir_volumes_are_mounted(api, namespace):
     body["spec"]["containers"][0]["volumeMounts"] = [
         {"name": "creds", "mountPath": "/etc/creds"},
         {"name": "settings", "mountPath": "/etc/app"},
-        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "scratch", "mountPath": "/tmp"},  # over the node's state dir
     ]
     core.create_namespaced_pod(namespace, body)
     p = finished_pod(core, namespace, "volumes")
     assert p.status.phase == "Succeeded", termination_message(p)
-    assert termination_message(p) == "s3cret|fast|scratch|readonly|mode"
+    # The emptyDir on /tmp hides nothing the other mounts need (the node keeps their
+    # sources under /tmp), the default token included.
+    assert termination_message(p) == "s3cret|fast|scratch|readonly|mode|token"
 
 
 def test_a_pod_waits_for_its_secret_and_starts_once_it_exists(api, namespace):
