@@ -54,6 +54,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         namespaces=namespaces,
         standalone=True,
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(config=config),
+        memo=kopf.Memo(config=config, namespaces=namespaces),
     )
     return 0

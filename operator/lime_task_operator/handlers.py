@@ -60,7 +60,7 @@ async def pod_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: A
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, lt_tasks: kopf.Index,
             lt_jobs: kopf.Index, lt_pods: kopf.Index, logger: Any, **_: Any) -> None:
-    kopf_settings.apply(settings)
+    kopf_settings.apply(settings, namespaced=bool(getattr(memo, "namespaces", None)))
     config = memo.config
     publisher, publish_error = _publisher(config)
     memo.reconciler = Reconciler(config, Kube(), lt_tasks, lt_jobs, lt_pods, publisher, publish_error)

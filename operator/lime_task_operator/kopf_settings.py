@@ -23,7 +23,9 @@ WORKER_LIMIT = 200
 IDLE_TIMEOUT = 0.5
 
 
-def apply(settings: kopf.OperatorSettings) -> None:
+def apply(settings: kopf.OperatorSettings, namespaced: bool = False) -> None:
+    """``namespaced``: the operator serves a fixed list of namespaces (its RBAC is then a
+    Role per namespace, with no cluster-scoped rights)."""
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = WATCH_CONNECT_TIMEOUT
@@ -44,3 +46,9 @@ def apply(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
     # Sync code runs in the reconciler's own pools; kopf's executor stays small.
     settings.execution.max_workers = 4
+    # With a namespace list, kopf would still list and watch CRDs and namespaces cluster-
+    # wide, which the chart's namespaced Role rightly does not allow: it retries each 403
+    # for ~54s (18 ERROR lines) before falling back to exactly this. Declaring the
+    # restricted mode skips that: the named namespaces are taken as they are, and the
+    # LimeTask CRD must exist when the operator starts (the chart installs it first).
+    settings.scanning.disabled = namespaced
