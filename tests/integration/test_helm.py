@@ -42,7 +42,12 @@ KUBE_VERSION = ["--kube-version", "1.34.0"]
 # A cluster-wide test install must not start a second operator over the whole cluster
 # (other tests run their own): the pod gets a kubeconfig path that does not exist, so
 # on the local dev node it cannot log in. Only the last test runs a live operator.
-NO_LOGIN = [{"name": "KUBECONFIG", "value": "/nonexistent/lime-task-test-kubeconfig"}]
+# The node mounts the ServiceAccount token and sets KUBERNETES_SERVICE_HOST like kubelet,
+# so in-cluster config must be ruled out too: an empty host makes it fail.
+NO_LOGIN = [
+    {"name": "KUBECONFIG", "value": "/nonexistent/lime-task-test-kubeconfig"},
+    {"name": "KUBERNETES_SERVICE_HOST", "value": ""},
+]
 
 
 def release_name() -> str:
