@@ -173,12 +173,18 @@ def test_the_same_publisher_recovers_after_a_broker_restart(running_private_brok
 
         node.start()
         publisher.publish("core.task.pkg.a.success.v1", {"n": 2}, "after-restart", now)
+
+        # A restart between two publishes: the kept connection is dead, but the publisher
+        # notices before sending and reconnects within the same call.
+        node.stop()
+        node.start()
+        publisher.publish("core.task.pkg.a.success.v1", {"n": 3}, "after-idle-restart", now)
     finally:
         publisher.close()
     events = drain(node.url, queue)
-    # The first event was persistent in a durable queue: it survived the restart.
-    assert [p.message_id for _, _, p in events] == ["before-restart", "after-restart"]
-    assert [body["n"] for _, body, _ in events] == [1, 2]
+    # Persistent messages in a durable queue survived both restarts.
+    assert [p.message_id for _, _, p in events] == ["before-restart", "after-restart", "after-idle-restart"]
+    assert [body["n"] for _, body, _ in events] == [1, 2, 3]
 
 
 # -- the operator publishes one event per finished task ----------------------------------------
