@@ -43,7 +43,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs several ERROR lines for every failed connection attempt; the publisher
+    # already logs one warning with the reason (BrokerUnreachable, BrokerAuthFailed...).
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     if not args.verbose:
         # kopf logs every handler call ("Handler 'task_event' succeeded"): our handlers
         # only nudge the reconciler, whose own log says what happened.
