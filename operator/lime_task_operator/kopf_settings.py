@@ -29,8 +29,8 @@ def apply(settings: kopf.OperatorSettings, namespaced: bool = False) -> None:
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = WATCH_CONNECT_TIMEOUT
-    settings.batching.worker_limit = WORKER_LIMIT
-    settings.batching.idle_timeout = IDLE_TIMEOUT
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = IDLE_TIMEOUT
     # Our own annotation prefix, should kopf ever store handler progress or a diff-base
     # on a LimeTask (no kopf.io/* annotations on user objects).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
