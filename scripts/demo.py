@@ -1,12 +1,13 @@
 """The main job, end to end: one real task through the whole product.
 
 `scripts/demo` runs this after bringing up the local cluster and RabbitMQ. It installs the
-CRD, starts the operator, binds a queue to the task events, sends
+Helm chart (the CRD, and the operator as a Deployment with its least-privilege RBAC),
+binds a queue to the task events, sends
 `sample_tasks.tasks.add` for the application `demo-app`, prints every state the task goes
 through and the event that announces its end, and shows `kubectl get limetasks -o wide`.
 
 Exit code 0 only if the task reached SUCCESS with the expected result and its event
-arrived; anything else exits 1 with the operator's log tail.
+arrived; anything else exits 1 with the operator pod's log tail.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devcluster import cluster as local  # noqa: E402
 from devcluster.config import ClusterConfig  # noqa: E402
 
 NAMESPACE = "lime-demo"
@@ -40,20 +40,38 @@ def kubectl(cfg: ClusterConfig, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def start_operator(cfg: ClusterConfig, broker_url: str, exchange: str, log_path: Path) -> subprocess.Popen:
-    env = dict(
-        os.environ,
-        KUBECONFIG=str(cfg.admin_kubeconfig),
-        LIME_TASK_OPERATOR_BROKER_URL=broker_url,
-        LIME_TASK_OPERATOR_EXCHANGE=exchange,
-        # The local node runs task pods as host processes with the project's Python:
-        # the image is not used, and the sample tasks are found through PYTHONPATH.
-        LIME_TASK_OPERATOR_DEFAULT_IMAGE="lime-task-runner:dev",
-        LIME_TASK_OPERATOR_EXTRA_ENV=json.dumps({"PYTHONPATH": str(ROOT / "examples")}),
-    )
-    log = log_path.open("w")
-    return subprocess.Popen([sys.executable, "-m", "lime_task_operator", "--namespace", NAMESPACE],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+RELEASE = "lime-task"
+HEALTH_PORT = 18080  # pods on the local node share the host network
+
+
+def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None:
+    """helm upgrade --install of the chart, watching the demo namespace only.
+
+    The operator runs as a pod of the chart's Deployment with the chart's ServiceAccount
+    and RBAC. On the local node the image is not pulled (pods are host processes with
+    the project's Python), so the image names are placeholders and the sample tasks are
+    found through PYTHONPATH.
+    """
+    values = {
+        "watchNamespaces": [NAMESPACE],
+        "broker": {"url": broker_url, "exchange": exchange},
+        "operator": {
+            "defaultImage": "lime-task-runner:dev",
+            "healthPort": HEALTH_PORT,
+            "extraEnv": {"PYTHONPATH": str(ROOT / "examples")},
+        },
+    }
+    values_file = cfg.state_dir / "demo-values.json"
+    values_file.write_text(json.dumps(values))
+    helm = subprocess.run(
+        [str(cfg.bin_dir / "helm"), "upgrade", "--install", RELEASE, str(ROOT / "charts" / "lime-task"),
+         "--namespace", NAMESPACE, "--create-namespace", "--kubeconfig", str(cfg.admin_kubeconfig),
+         "-f", str(values_file), "--wait", "--timeout", "180s"],
+        capture_output=True, text=True, timeout=240)
+    if helm.returncode != 0:
+        raise SystemExit(f"helm install failed: {helm.stderr.strip()}")
+    print(kubectl(cfg, "get", "deployment,serviceaccount,role,rolebinding", "-n", NAMESPACE,
+                  "-l", f"app.kubernetes.io/instance={RELEASE}"))
 
 
 def main() -> int:
@@ -62,33 +80,22 @@ def main() -> int:
     os.environ["KUBECONFIG"] = str(cfg.admin_kubeconfig)
     os.environ["LIME_TASK_NAMESPACE"] = NAMESPACE
 
-    say("installing the LimeTask CRD")
-    kubectl(cfg, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "limetask.yaml"))
-    kubectl(cfg, "wait", "--for=condition=Established", "--timeout=60s", "crd/limetasks.limetask.dev")
-    kubectl(cfg, "create", "namespace", NAMESPACE, check=False)
-
     exchange = "lime_task"
+    say(f"installing the chart (CRD, operator Deployment, RBAC) into namespace {NAMESPACE}")
+    install_operator(cfg, broker_url, exchange)
+
     from lime_task.events import EventConsumer
 
     # Bind the queue before the task is sent, so its event cannot be missed.
-    consumer = EventConsumer(["core.task.#"], url=broker_url, exchange=exchange)
-    consumer.open()
-
-    log_path = cfg.state_dir / "demo-operator.log"
-    say(f"starting the operator (log: {log_path})")
-    operator = start_operator(cfg, broker_url, exchange, log_path)
-    try:
-        return run_task(cfg, consumer, operator, log_path)
-    finally:
-        consumer.close()
-        operator.terminate()
-        try:
-            operator.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            operator.kill()
+    with EventConsumer(["core.task.#"], url=broker_url, exchange=exchange) as consumer:
+        code = run_task(cfg, consumer)
+    if code:
+        print(kubectl(cfg, "logs", "-n", NAMESPACE, f"deployment/{RELEASE}", "--tail=100", check=False),
+              file=sys.stderr)
+    return code
 
 
-def run_task(cfg, consumer, operator, log_path: Path) -> int:
+def run_task(cfg: ClusterConfig, consumer) -> int:
     from lime_task import send_task
 
     status = send_task("sample_tasks.tasks.add", APP, 2, 3)
@@ -114,9 +121,13 @@ def run_task(cfg, consumer, operator, log_path: Path) -> int:
     ok = status.status == "SUCCESS" and event is not None and event.task_id == status.id
     if not ok:
         print(f"demo FAILED: state {status.status}, event {'received' if event else 'missing'}", file=sys.stderr)
-        print(log_path.read_text()[-4000:], file=sys.stderr)
         return 1
     say("demo finished: the task ran as a Kubernetes Job and its event went out")
+    print(f"""
+The operator keeps running in namespace {NAMESPACE}. Try:
+  eval "$(scripts/cluster env)"; export LIME_TASK_NAMESPACE={NAMESPACE}
+  .venv/bin/lime-task send sample_tasks.tasks.hello --app {APP} world --wait
+  kubectl get limetasks -n {NAMESPACE}""")
     return 0
 
 
