@@ -2,8 +2,16 @@
 
 The node agent records one ``ContainerRun`` per container and calls ``build_status``
 whenever something changes; the result is sent as a strategic-merge patch to the
-pods/status subresource. Only ``restartPolicy: Never`` semantics are modelled: a
-container runs once and the pod ends Succeeded or Failed.
+pods/status subresource.
+
+Restarts are modelled as kubelet reports them (when to restart is restarts.py's
+decision): a restarted container keeps its ``ContainerRun``; ``restart_count`` is the
+number of the instance that is current (kubelet's count, so it goes up when the new
+instance starts), ``last_termination`` the previous instance's end (``lastState``), and
+while the node waits out the back-off the container is ``waiting`` with reason
+CrashLoopBackOff. The pod stays Running meanwhile: it reaches a terminal phase only when
+nothing will restart (``restartPolicy: Never``, ``OnFailure`` after exit 0) or when the
+node ended it (deletion, deadline).
 """
 
 from __future__ import annotations
@@ -20,10 +28,34 @@ LOG_FALLBACK_BYTES = 2048
 IMAGE_ID = "local://image-not-pulled"
 
 WAITING, RUNNING, TERMINATED = "waiting", "running", "terminated"
+CRASH_LOOP = "CrashLoopBackOff"
 
 
 def rfc3339(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Termination:
+    """How one instance of a container ended: ``lastState.terminated`` after a restart."""
+
+    exit_code: int
+    reason: str
+    message: str | None
+    started_at: datetime | None
+    finished_at: datetime
+    pid: int | None
+
+    def as_status(self) -> dict:
+        term: dict = {"exitCode": self.exit_code, "reason": self.reason}
+        if self.message:
+            term["message"] = self.message
+        if self.started_at:
+            term["startedAt"] = rfc3339(self.started_at)
+        term["finishedAt"] = rfc3339(self.finished_at)
+        if self.pid is not None:
+            term["containerID"] = f"local://{self.pid}"
+        return term
 
 
 @dataclass(frozen=True)
@@ -37,13 +69,35 @@ class ContainerRun:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
+    restart_count: int = 0
+    last_termination: Termination | None = None
 
     def running(self, pid: int, at: datetime) -> "ContainerRun":
-        return replace(self, state=RUNNING, reason="", message=None, pid=pid, started_at=at)
+        """A new instance started. If one ran before, this is a restart: the count goes
+        up and the previous instance's end is (or stays) ``lastState``."""
+        run = self.restarting() if self.state == TERMINATED else self
+        count = run.restart_count + (1 if run.last_termination is not None else 0)
+        return replace(run, state=RUNNING, reason="", message=None, pid=pid, started_at=at, finished_at=None,
+                       exit_code=None, restart_count=count)
 
     def terminated(self, exit_code: int, at: datetime, message: str | None) -> "ContainerRun":
         return replace(self, state=TERMINATED, exit_code=exit_code, finished_at=at, message=message,
                        reason="Completed" if exit_code == 0 else "Error")
+
+    def termination(self) -> Termination:
+        if self.state != TERMINATED:
+            raise ValueError(f"container {self.name!r} is {self.state}, not terminated")
+        return Termination(self.exit_code, self.reason, self.message, self.started_at, self.finished_at, self.pid)
+
+    def restarting(self) -> "ContainerRun":
+        """The terminated instance is kept as ``lastState``; the container waits to be
+        started again (``ContainerCreating`` until the node starts it)."""
+        return replace(self, state=WAITING, reason="ContainerCreating", message=None,
+                       last_termination=self.termination())
+
+    def backing_off(self, message: str) -> "ContainerRun":
+        """Waiting out the restart back-off, reported as kubelet does (CrashLoopBackOff)."""
+        return replace(self.restarting(), reason=CRASH_LOOP, message=message)
 
 
 @dataclass
@@ -55,6 +109,11 @@ class PodOutcome:
     message: str | None = None
     # Force Failed (deadline exceeded, unsupported pod, node shutdown).
     failed: bool = False
+    # The node ended the pod (it is being deleted): nothing restarts, so the phase is
+    # terminal whatever the restart policy.
+    stopped: bool = False
+    # The API defaults it to Always; "Never" here keeps a bare PodOutcome() a run-once pod.
+    restart_policy: str = "Never"
     previous_conditions: dict[str, dict] = field(default_factory=dict)
 
 
@@ -75,11 +134,18 @@ def termination_message(file_bytes: bytes, log_tail: bytes, policy: str | None, 
 
 
 def phase(runs: list[ContainerRun], outcome: PodOutcome) -> str:
+    """kubelet's ``getPhase``: all containers ended is terminal only if nothing will be
+    restarted; a container in back-off has run, so the pod is Running, not Pending."""
     if outcome.failed:
         return "Failed"
     if all(r.state == TERMINATED for r in runs):
-        return "Succeeded" if all(r.exit_code == 0 for r in runs) else "Failed"
-    if any(r.state != WAITING for r in runs):
+        succeeded = all(r.exit_code == 0 for r in runs)
+        if outcome.stopped or outcome.restart_policy == "Never":
+            return "Succeeded" if succeeded else "Failed"
+        if outcome.restart_policy == "OnFailure" and succeeded:
+            return "Succeeded"
+        return "Running"  # the failed ones are about to be restarted
+    if any(r.state != WAITING or r.last_termination is not None for r in runs):
         # Containers run one after the other here: once one started the pod is Running
         # until the last one ends (kubelet would run them side by side).
         return "Running"
@@ -90,11 +156,11 @@ def container_status(run: ContainerRun) -> dict:
     status = {
         "name": run.name,
         "image": run.image,
-        "imageID": IMAGE_ID if run.state != WAITING else "",
+        "imageID": IMAGE_ID if run.state != WAITING or run.last_termination else "",
         "ready": run.state == RUNNING,
         "started": run.state == RUNNING,
-        "restartCount": 0,
-        "lastState": {},
+        "restartCount": run.restart_count,
+        "lastState": {"terminated": run.last_termination.as_status()} if run.last_termination else {},
     }
     if run.pid is not None:
         # The pid is the container id: tests and humans can find the process with it.
@@ -107,25 +173,23 @@ def container_status(run: ContainerRun) -> dict:
     elif run.state == RUNNING:
         status["state"] = {"waiting": None, "running": {"startedAt": rfc3339(run.started_at)}, "terminated": None}
     else:
-        term = {"exitCode": run.exit_code, "reason": run.reason}
-        if run.message:
-            term["message"] = run.message
-        if run.started_at:
-            term["startedAt"] = rfc3339(run.started_at)
-        term["finishedAt"] = rfc3339(run.finished_at)
-        if run.pid is not None:
-            term["containerID"] = f"local://{run.pid}"
-        status["state"] = {"waiting": None, "running": None, "terminated": term}
+        status["state"] = {"waiting": None, "running": None, "terminated": run.termination().as_status()}
     return status
 
 
 def finalize_unstarted(runs: list[ContainerRun], at: datetime) -> list[ContainerRun]:
     """When a pod ends before some containers started, kubelet reports those as
-    terminated with ContainerStatusUnknown / 137."""
+    terminated with ContainerStatusUnknown / 137. A container ended while waiting to be
+    restarted reports how its last instance ended."""
     out = []
     for r in runs:
         if r.state == TERMINATED:
             out.append(r)
+        elif r.state == WAITING and r.last_termination is not None:
+            last = r.last_termination
+            out.append(replace(r, state=TERMINATED, exit_code=last.exit_code, reason=last.reason,
+                               message=last.message, started_at=last.started_at, finished_at=last.finished_at,
+                               pid=last.pid))
         else:
             out.append(replace(
                 r, state=TERMINATED, exit_code=137, reason="ContainerStatusUnknown", finished_at=at,

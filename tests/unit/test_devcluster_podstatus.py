@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from devcluster import podstatus
 from devcluster.podstatus import ContainerRun, PodOutcome
 
@@ -107,3 +109,74 @@ def test_fallback_to_logs_only_on_error_with_an_empty_file():
     assert podstatus.termination_message(b"", logs, "FallbackToLogsOnError", 0) is None
     assert podstatus.termination_message(b"", logs, "File", 2) is None
     assert podstatus.termination_message(b"own", logs, "FallbackToLogsOnError", 2) == "own"
+
+
+# -- restarts (restartPolicy Always / OnFailure) --------------------------------------------
+T2 = T1 + timedelta(seconds=3)
+
+
+def crashed(pid=1, code=1):
+    return ContainerRun("main", "img").running(pid, T0).terminated(code, T1, "boom")
+
+
+def test_backing_off_container_keeps_the_pod_running_and_reports_crash_loop():
+    run = crashed().backing_off("back-off 10s restarting failed container=main pod=p_ns(u)")
+    status = podstatus.build_status([run], PodOutcome(start_time=T0, restart_policy="Always"), T2)
+    assert status["phase"] == "Running"
+    cs = status["containerStatuses"][0]
+    assert cs["state"]["waiting"] == {"reason": "CrashLoopBackOff",
+                                      "message": "back-off 10s restarting failed container=main pod=p_ns(u)"}
+    assert cs["state"]["running"] is None and cs["state"]["terminated"] is None
+    assert cs["lastState"] == {"terminated": {
+        "exitCode": 1, "reason": "Error", "message": "boom", "startedAt": "2026-01-02T03:04:05Z",
+        "finishedAt": "2026-01-02T03:04:12Z", "containerID": "local://1"}}
+    assert cs["restartCount"] == 0  # kubelet counts instances started again, not crashes
+    assert cs["ready"] is False and cs["started"] is False
+    cond = conditions(status)
+    assert cond["Ready"]["status"] == "False" and cond["ContainersReady"]["status"] == "False"
+    assert cond["Ready"]["reason"] == "ContainersNotReady"
+
+
+def test_restarted_container_counts_the_restart_and_keeps_the_last_termination():
+    run = crashed(pid=1).backing_off("waiting").running(2, T2)
+    assert run.restart_count == 1
+    cs = podstatus.build_status([run], PodOutcome(restart_policy="Always"), T2)["containerStatuses"][0]
+    assert cs["restartCount"] == 1
+    assert cs["state"]["running"] == {"startedAt": "2026-01-02T03:04:15Z"}
+    assert cs["containerID"] == "local://2"
+    assert cs["lastState"]["terminated"]["containerID"] == "local://1"
+    # An immediate restart (no back-off) goes straight from terminated to running.
+    again = run.terminated(3, T2, None).running(3, T2)
+    assert again.restart_count == 2 and again.last_termination.exit_code == 3
+
+
+def test_a_terminated_container_that_will_restart_keeps_the_pod_running():
+    for policy in ("Always", "OnFailure"):
+        assert podstatus.build_status([crashed()], PodOutcome(restart_policy=policy), T1)["phase"] == "Running"
+    assert podstatus.build_status([crashed()], PodOutcome(restart_policy="Never"), T1)["phase"] == "Failed"
+
+
+def test_only_on_failure_with_exit_0_or_never_ends_the_pod():
+    ok = crashed(code=0)
+    assert podstatus.build_status([ok], PodOutcome(restart_policy="OnFailure"), T1)["phase"] == "Succeeded"
+    assert podstatus.build_status([ok], PodOutcome(restart_policy="Always"), T1)["phase"] == "Running"
+
+
+def test_a_pod_stopped_by_the_node_is_terminal_whatever_the_policy():
+    killed = ContainerRun("main").running(1, T0).terminated(143, T1, None)
+    outcome = PodOutcome(restart_policy="Always", stopped=True)
+    assert podstatus.build_status([killed], outcome, T1)["phase"] == "Failed"
+
+
+def test_a_pod_ended_during_backoff_reports_its_last_exit():
+    run = crashed(pid=7, code=2).backing_off("waiting")
+    (final,) = podstatus.finalize_unstarted([run], T2)
+    assert (final.state, final.exit_code, final.reason, final.pid) == ("terminated", 2, "Error", 7)
+    status = podstatus.build_status([final], PodOutcome(restart_policy="Always", stopped=True), T2)
+    assert status["phase"] == "Failed"
+    assert status["containerStatuses"][0]["state"]["terminated"]["finishedAt"] == "2026-01-02T03:04:12Z"
+
+
+def test_termination_of_a_running_container_is_an_error():
+    with pytest.raises(ValueError, match="container 'main' is running, not terminated"):
+        ContainerRun("main").running(1, T0).termination()
