@@ -246,29 +246,83 @@ def refresh_delay(lifetime_seconds: float) -> float:
     return min(lifetime_seconds * REFRESH_FRACTION, MAX_TOKEN_AGE)
 
 
-def mount_args(mounts: list[tuple[str, str, bool]]) -> list[str]:
-    """Arguments for MOUNT_SCRIPT: ``source target ro|rw`` triples, then ``--``."""
+# How MOUNT_SCRIPT mounts a source: a volume read-only or read-write, or a host path
+# bound back (recursively, as the host sees it) where a volume hid it.
+RO, RW, HOST = "ro", "rw", "host"
+
+
+def _depth(path: str) -> int:
+    return path.rstrip("/").count("/")
+
+
+def _strictly_under(path: str, ancestor: str) -> bool:
+    return path != ancestor and path.startswith(ancestor.rstrip("/") + "/")
+
+
+def shadowed_host_paths(targets: list[str], host_paths: list[str]) -> list[str]:
+    """Which of the host paths a pod process needs (its interpreter, the repository, its
+    PYTHONPATH...) the volumes mounted at ``targets`` would hide, so that they must be
+    bound back after those mounts. Pods here run on the host's file system, so an
+    emptyDir on /tmp hides a repository cloned under /tmp, and the process cannot exec.
+
+    A path is hidden when it lies strictly under a mount target. A path that *is* a
+    target is left alone: that volume replaces it on purpose. A hidden path is left out
+    when an ancestor that is bound back already brings it (no mount target between
+    them). Shallow paths come first."""
+    targets = [posixpath.normpath(t) for t in targets]
+    paths = sorted({posixpath.normpath(p) for p in host_paths if posixpath.isabs(p)}, key=lambda p: (_depth(p), p))
+    restored: list[str] = []
+    for path in paths:
+        covering = [t for t in targets if _strictly_under(path, t)]
+        if path in targets or not covering:
+            continue
+        deepest = max(covering, key=_depth)
+        if any(_strictly_under(path, kept) and _strictly_under(kept, deepest) for kept in restored):
+            continue
+        restored.append(path)
+    return restored
+
+
+def mount_plan(mounts: list[tuple[str, str, bool]], host_paths: list[str]) -> list[tuple[str, str, str]]:
+    """The container's volume mounts (``(source, target, read_only)``, from
+    ``mounts_for``) and the binds that put back the host paths they hide, as
+    ``(source, target, RO|RW|HOST)`` in the order to mount them: by depth, so a host path
+    is bound after the volume that hides it and before any volume mounted inside it."""
+    ops = [(source, posixpath.normpath(target), RO if read_only else RW) for source, target, read_only in mounts]
+    ops += [(path, path, HOST) for path in shadowed_host_paths([t for _, t, _ in mounts], host_paths)]
+    return sorted(ops, key=lambda op: _depth(op[1]))
+
+
+def mount_args(mounts: list[tuple[str, str, str]]) -> list[str]:
+    """Arguments for MOUNT_SCRIPT: ``source target ro|rw|host`` triples, then ``--``."""
     args: list[str] = []
-    for source, target, read_only in mounts:
-        args += [source, target, "ro" if read_only else "rw"]
+    for source, target, mode in mounts:
+        if mode not in (RO, RW, HOST):
+            raise ValueError(f"mount of {source} on {target}: mode must be {RO}, {RW} or {HOST}, got {mode!r}")
+        args += [source, target, mode]
     return [*args, "--"]
 
 
-# Runs as ``bash -c MOUNT_SCRIPT lime-local-node <triples> -- <command...>`` inside the
-# container's private mount namespace (``unshare --mount --propagation private``).
-# Every source is opened first, before anything is mounted: a volume mounted over a
-# parent directory of the node's state dir (an emptyDir on /tmp, say) would otherwise
-# hide the sources of the mounts after it. ``mount -c`` (no canonicalisation) then hands
-# ``/proc/self/fd/N`` to the kernel, which binds what the descriptor points at. A missing
-# target is created (a directory for a directory, else an empty file), after the earlier
-# mounts, so a nested target lands inside the volume mounted above it. Read-only mounts
-# are remounted ro. The descriptors are closed and `exec` becomes the container's command,
-# keeping the pid: it is the container's pid. bash, not sh: descriptors above 9.
+# Runs as ``bash -c MOUNT_SCRIPT lime-local-node <workdir> <triples> -- <command...>``
+# inside the container's private mount namespace (``unshare --mount --propagation
+# private``). Every source is opened first, before anything is mounted: a volume mounted
+# over a parent directory of the node's state dir or of a host path the process needs (an
+# emptyDir on /tmp, say) would otherwise hide the sources of the mounts after it. ``mount
+# -c`` (no canonicalisation) then hands ``/proc/self/fd/N`` to the kernel, which binds
+# what the descriptor points at. A missing target is created (a directory for a
+# directory, else an empty file), after the earlier mounts, so a nested target lands
+# inside the volume mounted above it. Host paths are bound back with --rbind (what the
+# host sees under them, mounts included). Read-only volumes are remounted ro only after
+# every mount, so mount points inside them can still be created. Then the descriptors are
+# closed, the working directory is entered as the container sees it (a workingDir inside
+# a volume is the volume's), and `exec` becomes the container's command, keeping the pid:
+# it is the container's pid. bash, not sh: descriptors above 9.
 MOUNT_SCRIPT = r"""
 fail() { echo "lime-local-node: $*" >&2; exit 127; }
+workdir=$1; shift
 srcs=() dsts=() modes=() fds=()
 while [ "$1" != "--" ]; do
-  exec {fd}<"$1" || fail "cannot open the volume source $1"
+  exec {fd}<"$1" || fail "cannot open the mount source $1"
   fds+=("$fd") srcs+=("/proc/self/fd/$fd") dsts+=("$2") modes+=("$3")
   shift 3
 done
@@ -280,11 +334,18 @@ for i in "${!dsts[@]}"; do
   elif [ ! -e "$dst" ]; then
     { mkdir -p "$(dirname "$dst")" && : > "$dst"; } || fail "cannot create the mount point $dst"
   fi
-  mount -c --bind "$src" "$dst" || fail "cannot bind-mount onto $dst"
+  if [ "${modes[i]}" = host ]; then
+    mount -c --rbind "$src" "$dst" || fail "cannot bind the host path $dst back over the volume that hides it"
+  else
+    mount -c --bind "$src" "$dst" || fail "cannot bind-mount onto $dst"
+  fi
+done
+for i in "${!dsts[@]}"; do
   if [ "${modes[i]}" = ro ]; then
-    mount -o remount,bind,ro "$dst" || fail "cannot make $dst read-only"
+    mount -o remount,bind,ro "${dsts[i]}" || fail "cannot make ${dsts[i]} read-only"
   fi
 done
 for fd in "${fds[@]}"; do exec {fd}<&-; done
+{ mkdir -p "$workdir" && cd "$workdir"; } || fail "cannot enter the working directory $workdir"
 exec "$@"
 """

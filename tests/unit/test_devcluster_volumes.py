@@ -186,8 +186,8 @@ def test_refresh_delay_is_80_percent_of_the_lifetime_capped_at_a_day(lifetime, d
 
 
 def test_mount_args_are_triples_then_a_separator():
-    assert volumes.mount_args([("/h/a", "/a", True), ("/h/b", "/b", False)]) == [
-        "/h/a", "/a", "ro", "/h/b", "/b", "rw", "--"]
+    assert volumes.mount_args([("/h/a", "/a", "ro"), ("/h/b", "/b", "rw"), ("/tmp/x", "/tmp/x", "host")]) == [
+        "/h/a", "/a", "ro", "/h/b", "/b", "rw", "/tmp/x", "/tmp/x", "host", "--"]
 
 
 # -- PodVolumes: writing and refreshing, with fake API callables ------------------------
@@ -276,3 +276,59 @@ def test_kubernetes_service_env_points_at_the_apiserver_and_the_container_can_ov
     env = podspec.resolve_env(pod, container, service_env=service)
     assert env["URL"] == "https://127.0.0.1:16443"
     assert env["KUBERNETES_SERVICE_HOST"] == "override"
+
+
+# -- host paths hidden by volumes (pods run on the host's file system) ---------------------
+
+def test_a_volume_over_an_ancestor_hides_the_host_path():
+    assert volumes.shadowed_host_paths(["/tmp"], ["/tmp/fresh/.venv", "/usr", "/work/main"]) == ["/tmp/fresh/.venv"]
+
+
+def test_a_path_that_is_a_mount_target_is_the_volumes_on_purpose():
+    assert volumes.shadowed_host_paths(["/tmp/fresh"], ["/tmp/fresh"]) == []
+
+
+def test_paths_outside_every_volume_and_relative_ones_need_nothing():
+    assert volumes.shadowed_host_paths(["/tmp", "/etc/app"], ["/tmpfoo/x", "/etc", "relative/x", "/"]) == []
+
+
+def test_a_hidden_path_brought_back_by_its_ancestor_is_not_bound_twice():
+    paths = ["/tmp/fresh/.venv", "/tmp/fresh", "/tmp/fresh/examples", "/tmp/state"]
+    assert volumes.shadowed_host_paths(["/tmp"], paths) == ["/tmp/fresh", "/tmp/state"]
+
+
+def test_a_volume_inside_a_restored_path_hides_its_own_descendants_again():
+    # /tmp hides /tmp/r; /tmp/r is bound back; the volume at /tmp/r/data hides /tmp/r/data/venv again.
+    assert volumes.shadowed_host_paths(["/tmp", "/tmp/r/data"], ["/tmp/r", "/tmp/r/data/venv"]) == [
+        "/tmp/r", "/tmp/r/data/venv"]
+
+
+def test_the_deepest_covering_volume_decides():
+    # /opt/a is a volume inside the volume /opt: /opt/a/b is hidden by /opt/a, and /opt/x
+    # being restored does not bring it back.
+    assert volumes.shadowed_host_paths(["/opt", "/opt/a"], ["/opt/x", "/opt/a/b"]) == ["/opt/x", "/opt/a/b"]
+
+
+def test_paths_are_compared_normalised():
+    assert volumes.shadowed_host_paths(["/tmp/"], ["/tmp//fresh/./lib/"]) == ["/tmp/fresh/lib"]
+
+
+def test_mount_plan_binds_a_hidden_path_after_its_volume_and_before_volumes_inside_it():
+    mounts = [("/state/v/tmp", "/tmp", False), ("/state/v/cache", "/tmp/repo/cache", False),
+              ("/state/v/conf", "/etc/conf", True)]
+    plan = volumes.mount_plan(mounts, ["/tmp/repo", "/usr"])
+    assert plan == [
+        ("/state/v/tmp", "/tmp", "rw"),
+        ("/state/v/conf", "/etc/conf", "ro"),
+        ("/tmp/repo", "/tmp/repo", "host"),
+        ("/state/v/cache", "/tmp/repo/cache", "rw"),
+    ]
+
+
+def test_mount_plan_without_volumes_binds_nothing():
+    assert volumes.mount_plan([], ["/tmp/repo", "/usr"]) == []
+
+
+def test_mount_args_refuse_an_unknown_mode():
+    with pytest.raises(ValueError, match="mode must be ro, rw or host, got 'rx'"):
+        volumes.mount_args([("/h/a", "/a", "rx")])
