@@ -30,9 +30,29 @@ How a pod runs here, and the limits that follow:
   bind-mounted (mount targets are created on the host if missing), so the process
   writes its termination message where it expects to. The message is reported like kubelet does (4096 bytes; log tail with
   ``FallbackToLogsOnError``).
-- Containers run one after the other; ``initContainers`` are refused (pod Failed with a
-  clear message). Only ``restartPolicy: Never`` is fully supported: a container is never
-  restarted, whatever the policy.
+- **Restarts, as kubelet does them** (restarts.py): under ``restartPolicy: Always`` (and
+  ``OnFailure`` after a non-zero exit) a container that exits is started again *in the
+  same pod*: at once the first time, then after a back-off of 10 s doubling to 5 min
+  (forgotten once an instance ran 10 min). The pod stays Running (so a ReplicaSet sees
+  no reason to replace it), ``restartCount`` goes up, ``lastState.terminated`` keeps the
+  previous exit, and during the back-off the container is waiting with reason
+  CrashLoopBackOff and kubelet's message (``back-off 20s restarting failed
+  container=... pod=...``); Ready is False while it does not run. A pod ends only under
+  ``Never``, ``OnFailure`` with exit 0, deletion or ``activeDeadlineSeconds`` (both also
+  cut a back-off short). A start failure (exec error, exit code 128) is restarted the
+  same way. The container log file keeps every instance's output (no ``--previous``).
+- Containers run one after the other (so under ``Always`` only the first container of a
+  multi-container pod ever runs); ``initContainers`` are refused (pod Failed with a
+  clear message).
+- **Host paths under volumes.** The "image" is the host's file system, so a volume
+  mounted over an ancestor of a host path the process needs would hide it (the chart's
+  emptyDir on /tmp hides a repository cloned under /tmp, and its venv's executable
+  cannot be exec'd). Before mounting, the node opens the interpreter's ``sys.prefix`` and
+  ``sys.base_prefix``, the repository root, the existing PYTHONPATH directories, the
+  executable's directory, a ``workingDir`` that exists on the host and the state dir;
+  after the volumes, each one a volume hides is bound back at its place (its mount point
+  created inside the volume's directory), before any volume mounted inside it
+  (volumes.mount_plan). A path that is itself a mountPath stays the volume's.
 - stdout/stderr go to a log file per container under the state directory. The agent
   serves kubelet's ``/containerLogs`` endpoint on 127.0.0.1:10250 (see kubelet_server.py)
   so ``kubectl logs`` works; nothing else of the kubelet API is served (no exec, no attach).
@@ -67,8 +87,8 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from . import kubelet_server, podspec, podstatus, volumes
-from .config import HOST, ClusterConfig
+from . import kubelet_server, podspec, podstatus, restarts, volumes
+from .config import HOST, REPO_ROOT, ClusterConfig
 from .podstatus import ContainerRun, PodOutcome
 from .podvolumes import PodVolumes, TokenError
 
@@ -149,7 +169,7 @@ class PodWorker(threading.Thread):
         self.dir = agent.cfg.pods_dir / self.ns / self.pod_name / self.uid
         spec = pod["spec"]
         self.runs = [ContainerRun(c["name"], c.get("image", "")) for c in spec.get("containers") or []]
-        self.outcome = PodOutcome()
+        self.outcome = PodOutcome(restart_policy=spec.get("restartPolicy") or restarts.ALWAYS)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.delete_after = False
@@ -243,8 +263,9 @@ class PodWorker(threading.Thread):
                 if self.stop.wait(VOLUME_RETRY_SECONDS):
                     return False
 
-    def _prepare(self, container: dict) -> podspec.ProcessSpec:
-        """Env, argv and cwd; ConfigError is retried (pod stays Pending) until stopped."""
+    def _prepare(self, container: dict) -> tuple[podspec.ProcessSpec, list[str]]:
+        """Env, argv and cwd, and the host paths to keep visible; ConfigError is retried
+        (pod stays Pending) until stopped."""
         while True:
             try:
                 env = podspec.resolve_env(self.pod, container, host_ip=HOST, pod_ip=HOST, lookup=self.agent.lookup,
@@ -259,10 +280,25 @@ class PodWorker(threading.Thread):
         env.setdefault("HOME", pwd.getpwuid(os.getuid()).pw_dir)
         env["PATH"] = podspec.process_path(env, str(Path(sys.prefix) / "bin"), os.environ.get("PATH", ""))
         cwd = container.get("workingDir") or str(self.dir / "work")
+        # Only a workingDir that exists on the host is host content to keep visible; one
+        # the node creates here belongs to whatever volume ends up over it.
+        cwd_on_host = bool(container.get("workingDir")) and Path(cwd).is_dir()
         Path(cwd).mkdir(parents=True, exist_ok=True)
         argv = podspec.container_argv(container, env)
         argv[0] = podspec.resolve_executable(argv[0], env["PATH"], cwd)
-        return podspec.ProcessSpec(argv, env, cwd)
+        return podspec.ProcessSpec(argv, env, cwd), self._host_paths(env, argv[0], cwd if cwd_on_host else None)
+
+    def _host_paths(self, env: dict[str, str], executable: str, workdir: str | None) -> list[str]:
+        """The host directories the process needs because its "image" is the host: the
+        interpreter (venv and base), the repository, its PYTHONPATH, its executable's
+        directory, its workingDir, and the node's state dir. A volume mounted over an
+        ancestor of one (an emptyDir on /tmp with the repository under /tmp) would hide
+        it; volumes.mount_plan binds those back."""
+        candidates = [sys.prefix, sys.base_prefix, str(REPO_ROOT), str(self.agent.cfg.state_dir),
+                      os.path.dirname(executable), *(env.get("PYTHONPATH") or "").split(os.pathsep)]
+        if workdir:
+            candidates.append(workdir)
+        return [p for p in candidates if p and os.path.isabs(p) and os.path.isdir(p)]
 
     def _index(self, container: dict) -> int:
         return [r.name for r in self.runs].index(container["name"])
@@ -272,34 +308,85 @@ class PodWorker(threading.Thread):
             self.runs[i] = replace(self.runs[i], **changes)
 
     def _run_container(self, i: int, container: dict, deadline: float | None) -> None:
+        """Run the container and, while its pod's restartPolicy says so, start it again in
+        this same pod after kubelet's back-off (restarts.py). The pod stays Running
+        meanwhile, so its controller sees no reason to replace it; only deletion or the
+        deadline (both set ``stop``) end the loop early, also during the back-off."""
+        backoff: float | None = None
+        while True:
+            code = self._run_instance(i, container, deadline)
+            if code is None:
+                return
+            if self.stop.is_set() or not restarts.should_restart(self.outcome.restart_policy, code):
+                if i < len(self.runs) - 1:
+                    self._report()
+                return
+            with self.lock:
+                run = self.runs[i]
+            ran = (run.finished_at - run.started_at).total_seconds() if run.started_at else 0.0
+            restart = restarts.next_restart(backoff, ran)
+            backoff = restart.backoff
+            if restart.delay:
+                message = restarts.backoff_message(restart.delay, run.name, self.pod_name, self.ns, self.uid)
+                with self.lock:
+                    self.runs[i] = run.backing_off(message)
+                log.info("%s/%s: %s", self.ns, self.pod_name, message)
+                self._report()
+                if not self._pause(restart.delay, deadline):
+                    return
+            else:
+                log.info("%s/%s: restarting container %s (exit code %s)", self.ns, self.pod_name, run.name, code)
+
+    def _pause(self, seconds: float, deadline: float | None) -> bool:
+        """Wait out a restart back-off. False if the pod was stopped meanwhile: deleted, or
+        its activeDeadlineSeconds passed (which fails the pod now, not after the wait)."""
+        end = time.monotonic() + seconds
+        while True:
+            wake = end if deadline is None else min(end, deadline)
+            if self.stop.wait(max(0.0, wake - time.monotonic())):
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                self.request_stop(0, False, "DeadlineExceeded",
+                                  "Pod was active on the node longer than the specified deadline")
+                return False
+            if time.monotonic() >= end:
+                return True
+
+    def _run_instance(self, i: int, container: dict, deadline: float | None) -> int | None:
+        """Start the container once and wait for it. Its exit code (128 if it could not be
+        started, as a runtime's StartError), or None if it never will (stopped first,
+        unsupported); the run in ``self.runs[i]`` is left terminated."""
         name = container["name"]
         try:
-            spec = self._prepare(container)
+            spec, host_paths = self._prepare(container)
             target = container.get("terminationMessagePath") or "/dev/termination-log"
             ensure_target(target)
         except podspec.UnsupportedPod as exc:
             self.outcome.failed, self.outcome.reason, self.outcome.message = True, "Unsupported", str(exc)
             self.stop.set()
-            return
+            return None
         except podspec.ConfigError:
-            return  # stopped while waiting for its config
+            return None  # stopped while waiting for its config
         except (FileNotFoundError, OSError) as exc:
             # What a runtime reports when it cannot exec the command.
             with self.lock:
-                self.runs[i] = replace(self.runs[i].terminated(128, now(), str(exc)), reason="StartError")
-            self._report()
-            return
+                self.runs[i] = replace(self.runs[i].terminated(128, now(), str(exc)), reason="StartError",
+                                       started_at=None, pid=None)
+            return 128
+        self.volumes.refresh_due()  # a restart after a long back-off finds a fresh token
         msg_file = self.dir / f"{name}.termination-log"
         msg_file.write_bytes(b"")
         log_file = self.log_path(name)
-        # Volumes first (parents before children), the termination message file last so
-        # that no volume over its directory hides it.
-        mounts = [*self.volumes.host_mounts(container), (str(msg_file), target, False)]
+        # Volumes and the host paths they would hide, parents before children (see
+        # volumes.mount_plan); the termination message file last so that no volume over
+        # its directory hides it.
+        mounts = [*volumes.mount_plan(self.volumes.host_mounts(container), host_paths),
+                  (str(msg_file), target, volumes.RW)]
         argv = ["unshare", "--mount", "--propagation", "private", "/bin/bash", "-c", volumes.MOUNT_SCRIPT,
-                "lime-local-node", *volumes.mount_args(mounts), *spec.argv]
+                "lime-local-node", spec.cwd, *volumes.mount_args(mounts), *spec.argv]
         with self.lock:
             if self.stop.is_set():
-                return
+                return None
             with open(log_file, "ab") as out, open(os.devnull, "rb") as devnull:
                 proc = subprocess.Popen(argv, env=spec.env, cwd=spec.cwd, stdin=devnull, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
@@ -332,8 +419,7 @@ class PodWorker(threading.Thread):
             self.proc = None
             self.runs[i] = self.runs[i].terminated(code, now(), message)
         log.info("%s/%s: container %s exited with %s", self.ns, self.pod_name, name, code)
-        if i < len(self.runs) - 1:
-            self._report()
+        return code
 
     def _status(self) -> dict:
         with self.lock:
@@ -348,6 +434,8 @@ class PodWorker(threading.Thread):
 
     def _finish(self) -> None:
         with self.lock:
+            # Stopped by the node (deletion, deadline): nothing will restart, the phase is terminal.
+            self.outcome.stopped = self.stop.is_set()
             self.runs = podstatus.finalize_unstarted(self.runs, now())
         try:
             # The final status must land: retry for a long time.
@@ -515,7 +603,9 @@ class NodeAgent:
         for w in workers:
             with w.lock:
                 for r in w.runs:
-                    if r.name == container and r.state != podstatus.TERMINATED:
+                    # In a restart back-off the container is not running: `logs -f` ends.
+                    if r.name == container and (r.state == podstatus.RUNNING or (
+                            r.state == podstatus.WAITING and r.last_termination is None)):
                         return True
         return False
 

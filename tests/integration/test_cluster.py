@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pika
 import pytest
@@ -408,3 +411,153 @@ def test_a_pod_waits_for_its_secret_and_starts_once_it_exists(api, namespace):
     p = finished_pod(core, namespace, "patient")
     assert p.status.phase == "Succeeded"
     assert termination_message(p) == "finally"
+
+
+# -- restarts: kubelet restarts containers in place, it does not fail the pod -----------
+
+def crash_loop_state(core: client.CoreV1Api, ns: str, selector: str):
+    """The pod and container status once a container is waiting in CrashLoopBackOff."""
+    for p in core.list_namespaced_pod(ns, label_selector=selector).items:
+        for cs in p.status.container_statuses or []:
+            if cs.state.waiting and cs.state.waiting.reason == "CrashLoopBackOff":
+                return p, cs
+    return None
+
+
+def test_a_crashing_deployment_keeps_one_pod_and_restarts_it_in_place(cluster, api, namespace):
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    labels = {"app": "crasher"}
+    apps.create_namespaced_deployment(namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "crasher"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 5, "containers": [
+                {"name": "main", "image": IMAGE, "command": ["sh", "-c", "echo crashing; exit 1"]}]}}}})
+    p, cs = wait_for(lambda: crash_loop_state(core, namespace, "app=crasher"), 60, "CrashLoopBackOff")
+    assert p.status.phase == "Running"
+    assert cs.restart_count >= 1
+    assert cs.ready is False
+    assert f"restarting failed container=main pod={p.metadata.name}_{namespace}(" in cs.state.waiting.message
+    last = cs.last_state.terminated
+    assert (last.exit_code, last.reason) == (1, "Error")
+    assert last.started_at is not None and last.finished_at is not None
+    conditions = {c.type: c.status for c in p.status.conditions}
+    assert conditions["Ready"] == "False" and conditions["ContainersReady"] == "False"
+
+    # Kubelet's back-off restarts it after 10 s, then 20 s: over 25 s the container
+    # crashes again, and the ReplicaSet must never see a reason to create a second pod.
+    seen = set()
+    end = time.monotonic() + 25
+    while time.monotonic() < end:
+        seen |= {x.metadata.uid for x in core.list_namespaced_pod(namespace, label_selector="app=crasher").items}
+        time.sleep(1)
+    assert seen == {p.metadata.uid}
+    restarted = wait_for(lambda: (lambda x: x if x.status.container_statuses[0].restart_count >= 2 else None)(
+        core.read_namespaced_pod(p.metadata.name, namespace)), 60, "a second restart")
+    assert restarted.status.phase == "Running"
+    if cluster.local:
+        # Each restart is a new process: the container id (the pid here) changed.
+        assert restarted.status.container_statuses[0].container_id != cs.container_id
+
+    # Deleting it during a 40 s back-off does not wait for the back-off to end.
+    def long_backoff():
+        found = crash_loop_state(core, namespace, "app=crasher")
+        return found if found and "back-off 40s" in found[1].state.waiting.message else None
+
+    p, _ = wait_for(long_backoff, 90, "the 40 s back-off")
+    core.delete_namespaced_pod(p.metadata.name, namespace)
+
+    def gone():
+        try:
+            core.read_namespaced_pod(p.metadata.name, namespace)
+            return False
+        except client.ApiException as exc:
+            return exc.status == 404
+
+    wait_for(gone, 20, f"pod {p.metadata.name} to be deleted during its back-off")
+
+
+def test_on_failure_restarts_a_failed_container_until_it_succeeds(api, namespace):
+    core = client.CoreV1Api(api)
+    # The marker lives in an emptyDir, which survives container restarts (not the pod).
+    script = ("if [ -e /scratch/marker ]; then printf second > /dev/termination-log; exit 0; fi; "
+              "touch /scratch/marker; printf first > /dev/termination-log; exit 3")
+    body = pod("flaky", ["sh", "-c", script], restartPolicy="OnFailure",
+               volumes=[{"name": "scratch", "emptyDir": {}}])
+    body["spec"]["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
+    core.create_namespaced_pod(namespace, body)
+    p = finished_pod(core, namespace, "flaky")
+    assert p.status.phase == "Succeeded"
+    cs = p.status.container_statuses[0]
+    assert cs.restart_count == 1
+    assert (cs.state.terminated.exit_code, cs.state.terminated.message) == (0, "second")
+    assert (cs.last_state.terminated.exit_code, cs.last_state.terminated.message) == (3, "first")
+
+
+def test_active_deadline_ends_a_restart_back_off(api, namespace):
+    core = client.CoreV1Api(api)
+    # Exit 1 at once: restarted at once, exits again, then a 10 s back-off that the 5 s
+    # deadline must cut short (no third start).
+    core.create_namespaced_pod(namespace, pod("looper", ["sh", "-c", "exit 1"], restartPolicy="Always",
+                                              activeDeadlineSeconds=5))
+    p = finished_pod(core, namespace, "looper")
+    assert (p.status.phase, p.status.reason) == ("Failed", "DeadlineExceeded")
+    cs = p.status.container_statuses[0]
+    assert cs.restart_count == 1
+    assert cs.state.terminated is not None and cs.state.terminated.exit_code == 1
+
+
+# -- host paths under volumes (the local node's pods run on the host's file system) ------
+
+HOST_PATH_HELPER = """
+import json, os
+here = os.path.dirname(os.path.abspath(__file__))
+
+def main():
+    with open("/tmp/scratch-file", "w") as f:
+        f.write("in the emptyDir")
+    out = {
+        "data": open(os.path.join(here, "data.txt")).read(),
+        "note": open("note.txt").read(),
+        "cwd": os.getcwd(),
+        "scratch": open("/tmp/scratch-file").read(),
+        "sibling_visible": os.path.exists(os.environ["SIBLING"]),
+    }
+    open("/dev/termination-log", "w").write(json.dumps(out))
+"""
+
+
+def test_host_paths_under_an_empty_dir_on_tmp_stay_visible(cluster, api, namespace):
+    if not cluster.local:
+        return  # about the local node's host-process pods: a real node runs an image
+    core = client.CoreV1Api(api)
+    base = Path(tempfile.mkdtemp(prefix="lt-hostpaths-", dir="/tmp"))
+    sibling = Path(f"{base}.sibling")
+    try:
+        (base / "bin").mkdir()
+        (base / "lib").mkdir()
+        (base / "work").mkdir()
+        tool = base / "bin" / "tool"
+        tool.write_text("#!/usr/bin/env python3\nimport helper\nhelper.main()\n")
+        tool.chmod(0o755)
+        (base / "lib" / "helper.py").write_text(HOST_PATH_HELPER)
+        (base / "lib" / "data.txt").write_text("from PYTHONPATH")
+        (base / "work" / "note.txt").write_text("from workingDir")
+        sibling.write_text("host /tmp content, hidden by the emptyDir")
+        body = pod("hostpaths", [str(tool)], volumes=[{"name": "tmp", "emptyDir": {}}])
+        container = body["spec"]["containers"][0]
+        container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+        container["env"] = [{"name": "PYTHONPATH", "value": str(base / "lib")},
+                            {"name": "SIBLING", "value": str(sibling)}]
+        container["workingDir"] = str(base / "work")
+        core.create_namespaced_pod(namespace, body)
+        p = finished_pod(core, namespace, "hostpaths")
+        assert p.status.phase == "Succeeded", termination_message(p)
+        assert json.loads(termination_message(p)) == {
+            "data": "from PYTHONPATH", "note": "from workingDir", "cwd": str(base / "work"),
+            "scratch": "in the emptyDir", "sibling_visible": False}
+        # The pod wrote into its emptyDir, not into the host's /tmp.
+        assert not Path("/tmp/scratch-file").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        sibling.unlink(missing_ok=True)
