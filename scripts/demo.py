@@ -44,6 +44,12 @@ RELEASE = "lime-task"
 HEALTH_PORT = 18080  # pods on the local node share the host network
 
 
+def health_port(cfg: ClusterConfig) -> int:
+    """HEALTH_PORT moved by the cluster's LIME_CLUSTER_PORT_OFFSET, like every port of the
+    local cluster: the demos of two clusters on one host do not collide."""
+    return HEALTH_PORT + cfg.apiserver_port - ClusterConfig(cfg.state_dir, cfg.cache_dir).apiserver_port
+
+
 def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None:
     """helm upgrade --install of the chart, watching the demo namespace only.
 
@@ -57,7 +63,7 @@ def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None
         "broker": {"url": broker_url, "exchange": exchange},
         "operator": {
             "defaultImage": "lime-task-runner:dev",
-            "healthPort": HEALTH_PORT,
+            "healthPort": health_port(cfg),
             "extraEnv": {"PYTHONPATH": str(ROOT / "examples")},
         },
     }
