@@ -37,8 +37,9 @@ RUNNER_COMMAND = ["python", "-m", "lime_task.runner"]
 EXIT_COULD_NOT_LOAD = 3
 EXIT_INVALID_RESULT = 4
 NON_RETRIABLE_EXIT_CODES = (EXIT_COULD_NOT_LOAD, EXIT_INVALID_RESULT)
-# Task images need no particular user; any non-root uid works for `python -m`.
-RUN_AS_USER = 1000
+# The runner base image (docker/Dockerfile.runner) creates this user ("nonroot", the
+# distroless convention); images built FROM it keep a home and files it can read.
+RUN_AS_USER = 65532
 
 
 class InvalidTask(ValueError):
