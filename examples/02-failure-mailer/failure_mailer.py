@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections import OrderedDict
 from typing import Callable, Optional
 
-from lime_task.events import TaskEvent, consume, pattern_for
+from lime_task.events import ConsumerError, TaskEvent, consume, pattern_for
 
 log = logging.getLogger("failure_mailer")
 
@@ -105,7 +106,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--exchange", default=None, help="events exchange (default: $LIME_TASK_EXCHANGE, else lime_task)")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(FailureMailer(recipient=options.to), queue=options.queue, exchange=options.exchange)
+    # pika logs several ERROR lines per failed connection attempt; the error below says it once.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    try:
+        run(FailureMailer(recipient=options.to), queue=options.queue, exchange=options.exchange)
+    except (ValueError, ConsumerError) as error:  # no broker URL, broker unreachable...
+        print(f"failure_mailer: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
