@@ -1,0 +1,234 @@
+"""Helpers shared by the benchmark scripts: cluster access, the operator process, watches.
+
+Not a library: the benchmarks run as scripts (`python benchmarks/NAME.py`), which puts
+this directory on sys.path, so they import it as `_common`. Times are taken on this
+machine's clock (time.time()) by watches, because Kubernetes timestamps have 1-second
+steps, too coarse for latencies of about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kubernetes import client, watch  # noqa: E402
+
+from lime_task.constants import GROUP, LABEL_TASK_ID, PLURAL, VERSION  # noqa: E402
+
+TASK = "sample_tasks.tasks.add"
+# The local node runs task pods as host processes: the sample tasks come from the checkout.
+EXTRA_ENV = {"PYTHONPATH": str(REPO / "examples")}
+KUBECTL = Path(os.environ.get("LIME_CACHE", str(Path.home() / ".cache/lime-task"))) / "bin" / "kubectl"
+OPERATOR_START_TIMEOUT = 60.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values (a phase that timed out prints 'nan')."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float], unit: str = "s") -> str:
+    """'p50 …  p95 …  max …  (n)': the line format of every latency the benchmarks print."""
+    return (f"p50 {percentile(values, 50):6.2f}{unit}  p95 {percentile(values, 95):6.2f}{unit}  "
+            f"max {max(values) if values else float('nan'):6.2f}{unit}  (n={len(values)})")
+
+
+def kubeconfig_path() -> str:
+    """$LIME_TEST_KUBECONFIG (any cluster), else the local dev cluster (started if down)."""
+    external = os.environ.get("LIME_TEST_KUBECONFIG")
+    if external:
+        return external
+    from devcluster import testing
+
+    return str(testing.bring_up_cluster().kubeconfig)
+
+
+def apply_crd(kubeconfig: str) -> None:
+    result = subprocess.run([str(KUBECTL), "--kubeconfig", kubeconfig, "apply", "--server-side",
+                             "--force-conflicts", "-f", str(REPO / "crds/limetask.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot apply the LimeTask CRD with {KUBECTL}: {result.stderr.strip()}")
+
+
+def create_namespace(core: client.CoreV1Api, name: str) -> None:
+    """Create a namespace labelled as a benchmark's; return once its default
+    ServiceAccount exists (pods are refused before that)."""
+    core.create_namespace({"metadata": {"name": name, "labels": {"limetask.dev/benchmark": "true"}}})
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return
+        except client.ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def delete_namespaces(core: client.CoreV1Api, names: Iterable[str]) -> None:
+    for name in names:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except client.ApiException:
+            pass  # already gone, or the cluster is down: nothing left to clean
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_operator(kubeconfig: str, namespace: str, log_path: Path, max_running: int = 0) -> subprocess.Popen:
+    """The operator as in production (`python -m lime_task_operator --namespace NS`),
+    events disabled (no broker URL), returned once its liveness endpoint answers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIME_TASK_OPERATOR_")}
+    env.update(KUBECONFIG=kubeconfig,
+               LIME_TASK_OPERATOR_DEFAULT_IMAGE="lime-task-runner:bench",
+               LIME_TASK_OPERATOR_EXTRA_ENV=json.dumps(EXTRA_ENV),
+               LIME_TASK_OPERATOR_MAX_RUNNING=str(max_running))
+    port = _free_loopback_port()
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "lime_task_operator", "--namespace", namespace,
+                             "--liveness", f"http://127.0.0.1:{port}/healthz"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the child holds its own descriptor
+    deadline = time.monotonic() + OPERATOR_START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_operator(proc)
+                raise RuntimeError(f"operator not ready after {OPERATOR_START_TIMEOUT:.0f}s: "
+                                   f"{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+
+def stop_operator(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return -1
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+class Recorder:
+    """Watches a namespace and notes, per task, the first time each thing is seen.
+
+    Keys are task names (the Job's and pod's task-id label); without that label (Jobs
+    created directly) the Job's own name. Watches restart every few seconds so that
+    `stop()` takes effect promptly; a restart relists, and `setdefault` keeps the first
+    sighting, so relisting never moves a time.
+    """
+
+    WATCH_SECONDS = 5
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.job_seen: dict[str, float] = {}
+        self.job_complete: dict[str, float] = {}
+        self.pod_running: dict[str, float] = {}
+        self.pod_finished: dict[str, float] = {}
+        self.pod_name: dict[str, str] = {}
+        self.task_done: dict[str, float] = {}
+        self.task_state: dict[str, str] = {}
+        self.task_state_seen: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, tasks: bool, pods: bool = False) -> None:
+        targets: list[Callable[[], None]] = [self._watch_jobs]
+        if tasks:
+            targets.append(self._watch_tasks)
+        if pods:
+            targets.append(self._watch_pods)
+        for target in targets:
+            thread = threading.Thread(target=target, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _stream(self, list_fn: Callable, *args):
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(list_fn, *args, timeout_seconds=self.WATCH_SECONDS):
+                yield time.time(), event["object"]
+                if self._stop.is_set():
+                    return
+
+    def _watch_jobs(self) -> None:
+        batch = client.BatchV1Api(self.api_client)
+        for now, job in self._stream(batch.list_namespaced_job, self.namespace):
+            key = (job.metadata.labels or {}).get(LABEL_TASK_ID) or job.metadata.name
+            self.job_seen.setdefault(key, now)
+            if any(c.type == "Complete" and c.status == "True" for c in (job.status.conditions or [])):
+                self.job_complete.setdefault(key, now)
+
+    def _watch_pods(self) -> None:
+        core = client.CoreV1Api(self.api_client)
+        for now, pod in self._stream(core.list_namespaced_pod, self.namespace):
+            key = (pod.metadata.labels or {}).get(LABEL_TASK_ID)
+            if not key:
+                continue
+            self.pod_name.setdefault(key, pod.metadata.name)
+            if pod.status.phase == "Running":
+                self.pod_running.setdefault(key, now)
+            elif pod.status.phase in ("Succeeded", "Failed"):
+                self.pod_finished.setdefault(key, now)
+
+    def _watch_tasks(self) -> None:
+        custom = client.CustomObjectsApi(self.api_client)
+        for now, obj in self._stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL):
+            state = (obj.get("status") or {}).get("state")
+            name = obj["metadata"]["name"]
+            if state:
+                self.task_state[name] = state
+                self.task_state_seen.setdefault(name, {}).setdefault(state, now)
+            if state in ("SUCCESS", "FAILURE"):
+                self.task_done.setdefault(name, now)
+
+
+def task_body(namespace: str, name: str, args: list, task: str = TASK, app: str = "bench") -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LimeTask",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"task": task, "app": app, "args": args}}
+
