@@ -199,8 +199,9 @@ def make_api_client() -> kubernetes.client.ApiClient:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     configuration = kubernetes.client.Configuration.get_default_copy()
-    # One connection per worker thread, plus some for the event recorder.
-    configuration.connection_pool_maxsize = 32
+    # One connection per API thread (reconciler.RECONCILE_WORKERS + 2, the same threads
+    # also record Events), and some spare: urllib3 discards connections beyond this.
+    configuration.connection_pool_maxsize = 64
     return kubernetes.client.ApiClient(configuration)
 
 

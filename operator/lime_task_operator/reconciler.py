@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 
-RECONCILE_WORKERS = 8
+# Concurrent reconcile passes (distinct tasks; one task is never decided twice at once).
+# Passes mostly wait on the API server, so this bounds how many of its calls are in
+# flight. With 8, a 200-task burst on 2 cores queued new tasks ~8s behind earlier ones'
+# pod events (each call took ~0.4s on the busy machine): create -> Job p50 9.6s. With 32
+# the queue stays short: p50 1.5s, the same total run time (the pods are the limit).
+RECONCILE_WORKERS = 32
 EVENT_WORKERS = 2
 # Safety net: non-terminal tasks are looked at again this often even without events.
 RESYNC_SECONDS = 30.0
