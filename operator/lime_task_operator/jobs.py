@@ -33,7 +33,9 @@ JOB_NAME_PREFIX = "lt-"
 JOB_NAME_MAX = 63
 CONTAINER_NAME = "task"
 RUNNER_COMMAND = ["python", "-m", "lime_task.runner"]
-# Runner exit codes that mean "retrying cannot help" (docs/architecture.md, Runner).
+# Runner exit codes (lime_task.runner.ExitCode, docs/architecture.md "Runner"); the last
+# two mean "retrying cannot help".
+EXIT_TASK_RAISED = 1
 EXIT_COULD_NOT_LOAD = 3
 EXIT_INVALID_RESULT = 4
 NON_RETRIABLE_EXIT_CODES = (EXIT_COULD_NOT_LOAD, EXIT_INVALID_RESULT)

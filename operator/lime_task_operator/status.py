@@ -32,7 +32,6 @@ TASK_RAISED = "TaskRaised"
 COULD_NOT_LOAD = "CouldNotLoad"
 INVALID_RESULT = "InvalidResult"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
-BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 POD_FAILED = "PodFailed"
 CANCELLED = "Cancelled"
 INVALID_TASK = "InvalidTask"
@@ -41,9 +40,6 @@ SUCCEEDED = "Succeeded"
 EVENT_PUBLISHED = "EventPublished"
 EVENTS_DISABLED = "EventsDisabled"
 PUBLISHED = "Published"
-
-# Runner exit code for "the task raised" (lime_task.runner.ExitCode.TASK_RAISED).
-EXIT_TASK_RAISED = 1
 
 
 @dataclass(frozen=True)
@@ -118,37 +114,23 @@ def set_condition(
 ) -> list[dict[str, Any]]:
     """The condition list with one condition set; lastTransitionTime moves only when
     the condition's status changes (Kubernetes API conventions)."""
-    result: list[dict[str, Any]] = []
-    found = False
-    for condition in conditions:
-        if condition.get("type") != type_:
-            result.append(dict(condition))
-            continue
-        found = True
-        changed = condition.get("status") != status
-        updated = {
+
+    def updated(previous: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+        moved = previous is None or previous.get("status") != status or not previous.get("lastTransitionTime")
+        condition = {
             "type": type_,
             "status": status,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": format_time(now)
-            if changed or not condition.get("lastTransitionTime")
-            else condition["lastTransitionTime"],
+            "lastTransitionTime": format_time(now) if moved else previous["lastTransitionTime"],
         }
         if generation is not None:
-            updated["observedGeneration"] = generation
-        result.append(updated)
-    if not found:
-        new = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": format_time(now),
-        }
-        if generation is not None:
-            new["observedGeneration"] = generation
-        result.append(new)
+            condition["observedGeneration"] = generation
+        return condition
+
+    result = [updated(c) if c.get("type") == type_ else dict(c) for c in conditions]
+    if not any(c.get("type") == type_ for c in result):
+        result.append(updated(None))
     return result
 
 
@@ -410,7 +392,7 @@ def _failure(task, job, failed, ran, now, common) -> Transition:
     elif exit_code == jobs.EXIT_INVALID_RESULT:
         reason = INVALID_RESULT
         error = _error(reported, INVALID_RESULT, "the task's result is not JSON or too large")
-    elif exit_code == EXIT_TASK_RAISED and reported:
+    elif exit_code == jobs.EXIT_TASK_RAISED and reported:
         reason = TASK_RAISED
         error = _error(reported, "Exception", "the task raised")
     else:
