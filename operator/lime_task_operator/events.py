@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -30,7 +29,7 @@ import pika
 import pika.exceptions
 
 from lime_task.constants import DEFAULT_EXCHANGE
-from lime_task.events import CONTENT_TYPE
+from lime_task.events import CONTENT_TYPE, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +62,6 @@ class PublishError(Exception):
 
     def __repr__(self) -> str:
         return f"PublishError({self.reason!r}, {self.message!r})"
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password replaced by ``***``: safe for logs and status messages."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def connection_parameters(url: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> pika.URLParameters:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from lime_task.constants import DEFAULT_EXCHANGE
+from lime_task.events import redact_url
 from lime_task.models import APP_NAME_PATTERN
 
 PREFIX = "LIME_TASK_OPERATOR_"
@@ -121,7 +122,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     broker_url = raw("BROKER_URL")
     if broker_url and not re.match(r"^amqps?://", broker_url):
-        problems.append(f"{PREFIX}BROKER_URL must start with amqp:// or amqps://, got {_redact(broker_url)!r}")
+        problems.append(f"{PREFIX}BROKER_URL must start with amqp:// or amqps://, got {redact_url(broker_url)!r}")
 
     exchange = raw("EXCHANGE") or DEFAULT_EXCHANGE
 
@@ -144,8 +145,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise SettingsError("invalid operator settings:\n  " + "\n  ".join(problems))
     return settings
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a URL so that an error message never leaks it."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

@@ -109,6 +109,11 @@ def pattern_for(
     return [f"{ROUTING_KEY_PREFIX}.{name}.{state}.{EVENT_VERSION}" for state in states]
 
 
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***``: safe for logs and status messages."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def resolve_broker_url(url: Optional[str] = None) -> str:
     """The explicit URL, else ``$LIME_TASK_BROKER_URL``; an error names both when neither is set."""
     value = url or os.environ.get(ENV_BROKER_URL, "")
@@ -352,7 +357,7 @@ class EventConsumer:
             ) from None
         except pika.exceptions.AMQPError as exc:
             self.close()
-            raise ConsumerError(f"cannot connect to the broker at {_redact(self.url)}: {exc!r}") from None
+            raise ConsumerError(f"cannot connect to the broker at {redact_url(self.url)}: {exc!r}") from None
         return self
 
     def _declare(self, channel) -> None:
@@ -477,8 +482,3 @@ def consume(
         patterns, url=url, exchange=exchange, queue=queue, dead_letter=dead_letter, prefetch=prefetch
     ) as consumer:
         return consumer.run(handler, max_messages=max_messages, timeout=timeout)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -205,7 +205,7 @@ def test_consumer_refuses_an_empty_pattern_list():
 
 
 def test_consumer_redacts_the_password_in_urls():
-    assert events._redact("amqp://user:s3cret@host:5672/vh") == "amqp://user:***@host:5672/vh"
+    assert events.redact_url("amqp://user:s3cret@host:5672/vh") == "amqp://user:***@host:5672/vh"
 
 
 # -- parsing a delivered message ------------------------------------------------------------
