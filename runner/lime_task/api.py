@@ -39,7 +39,8 @@ _TASK_ID = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _WATCH_WINDOW_SECONDS = 300
 
 
-def _namespace(explicit: Optional[str], connection: kube.Connection) -> str:
+def resolve_namespace(explicit: Optional[str], connection: kube.Connection) -> str:
+    """The namespace to work in (see lime_task.config for the order)."""
     return choose_namespace(
         explicit,
         os.environ.get(ENV_NAMESPACE),
@@ -120,7 +121,7 @@ class TaskStatus:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         connection = kube.connect()
-        namespace = self.namespace or _namespace(None, connection)
+        namespace = self.namespace or resolve_namespace(None, connection)
         while True:
             # A fresh read gives the state and the resourceVersion to watch from, so no
             # change between the read and the watch is missed.
@@ -228,7 +229,7 @@ def send_task_with_options(
         ttl_seconds_after_finished=ttl_seconds_after_finished,
     )
     connection = kube.connect()
-    target = _namespace(namespace, connection)
+    target = resolve_namespace(namespace, connection)
     created = kube.create_task(connection, target, build_task_object(spec, new_task_id(), target))
     return TaskStatus.from_object(created)
 
@@ -247,7 +248,12 @@ def get_status(task_id: str, app_name: Any, namespace: Optional[str] = None) -> 
 
     A task of another application gets the same NotFoundError as a missing id.
     """
+    return TaskStatus.from_object(read_task(task_id, app_name, namespace))
+
+
+def read_task(task_id: str, app_name: Any, namespace: Optional[str] = None) -> dict[str, Any]:
+    """The task's LimeTask object as the API server returns it (the CLI shows more than
+    TaskStatus holds); NotFoundError exactly as `get_status`."""
     app_name = app_name_of(app_name)
     connection = kube.connect()
-    target = _namespace(namespace, connection)
-    return TaskStatus.from_object(_read_own(connection, target, task_id, app_name))
+    return _read_own(connection, resolve_namespace(namespace, connection), task_id, app_name)

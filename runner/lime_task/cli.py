@@ -15,7 +15,6 @@ and `lime-task wait ... -o json | jq` work.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=cli_args.task_timeout, metavar="SECONDS", help="the task's time limit")
     send.add_argument("--retries", type=cli_args.retries, help="how often a task that raised is retried (0-20)")
     send.add_argument("--image", help="the task pod's image (the operator may refuse images it does not allow)")
-    send.add_argument("--ttl", type=_non_negative, metavar="SECONDS", help="keep the finished task this long")
+    send.add_argument("--ttl", type=cli_args.ttl_seconds, metavar="SECONDS", help="keep the finished task this long")
     send.add_argument("--wait", action="store_true", help="wait for the task to finish and show its status")
     send.add_argument(
         "--wait-timeout", type=cli_args.wait_seconds, metavar="SECONDS", help="with --wait: give up after this long"
@@ -137,16 +136,6 @@ def _output_only() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text or json (one object per line)")
     return parent
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -226,15 +215,10 @@ def _outcome(view: cli_output.TaskView) -> int:
 
 
 def _read(options: argparse.Namespace) -> dict[str, Any]:
-    """The task's LimeTask object, once `get_status` confirmed it belongs to --app."""
-    from . import kube
-    from .api import get_status
+    """The task's LimeTask object, if it belongs to --app (else NotFoundError)."""
+    from .api import read_task
 
-    status = get_status(options.id, options.app, namespace=options.namespace)
-    obj = kube.get_task(kube.connect(), status.namespace, status.id)
-    if obj is None:  # deleted between the two reads
-        raise CliError(f"task {options.id!r} was just deleted", ExitCode.NOT_FOUND)
-    return obj
+    return read_task(options.id, options.app, namespace=options.namespace)
 
 
 def _wait(status: Any, timeout: Optional[float], io: Io) -> cli_output.TaskView:
@@ -283,18 +267,6 @@ def cmd_wait(options: argparse.Namespace, io: Io) -> int:
     return _outcome(view)
 
 
-def _namespace(options: argparse.Namespace, connection: Any) -> str:
-    from .config import choose_namespace
-    from .constants import ENV_NAMESPACE
-
-    return choose_namespace(
-        options.namespace,
-        os.environ.get(ENV_NAMESPACE),
-        connection.context_namespace,
-        connection.service_account_namespace,
-    )
-
-
 def select_tasks(items: Sequence[dict[str, Any]], app: Optional[str], state: Optional[str]) -> list[cli_output.TaskView]:
     """The tasks to list, oldest first. Ownership is spec.app (the label only narrows
     the server-side query: anyone allowed to edit labels could change it)."""
@@ -307,10 +279,11 @@ def select_tasks(items: Sequence[dict[str, Any]], app: Optional[str], state: Opt
 
 def cmd_list(options: argparse.Namespace, io: Io) -> int:
     from . import kube
+    from .api import resolve_namespace
     from .constants import GROUP, LABEL_APP, PLURAL, VERSION
 
     connection = kube.connect()
-    namespace = _namespace(options, connection)
+    namespace = resolve_namespace(options.namespace, connection)
     selector = f"{LABEL_APP}={options.app}" if options.app else None
     listed = connection.custom.list_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, label_selector=selector
@@ -327,7 +300,7 @@ def cmd_cancel(options: argparse.Namespace, io: Io) -> int:
     from kubernetes import client
 
     from . import kube
-    from .constants import GROUP, PLURAL, VERSION
+    from .constants import GROUP, PLURAL, TERMINAL_STATES, VERSION
 
     obj = _read(options)
     view = cli_output.view_of(obj)
@@ -341,7 +314,7 @@ def cmd_cancel(options: argparse.Namespace, io: Io) -> int:
         metadata["name"],
         body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=metadata["uid"])),
     )
-    finished = view.status in ("SUCCESS", "FAILURE")
+    finished = view.status in TERMINAL_STATES
     if options.output == "json":
         io.print(cli_output.dumps({"id": view.id, "status": view.status, "deleted": True}))
     else:

@@ -95,6 +95,11 @@ def task_timeout(text: str) -> int:
     return _bounded_int(text, "--timeout (seconds)", 1, MAX_TIMEOUT_SECONDS)
 
 
+def ttl_seconds(text: str) -> int:
+    """--ttl of `send`: the task's spec.ttlSecondsAfterFinished (>= 0, like the CRD)."""
+    return _bounded_int(text, "--ttl (seconds)", 0, None)
+
+
 def retries(text: str) -> int:
     return _bounded_int(text, "--retries", 0, MAX_RETRIES)
 

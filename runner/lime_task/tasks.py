@@ -16,7 +16,6 @@ user modules on send would run their import-time side effects in the web process
 from __future__ import annotations
 
 import importlib
-import inspect
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, overload
@@ -196,8 +195,3 @@ def load_task(path: str) -> Callable[..., Any]:
     if not callable(function):
         raise TaskLoadError(f"{path!r} is not callable")
     return function
-
-
-def is_coroutine_task(function: Callable[..., Any]) -> bool:
-    """True when calling the task returns a coroutine the runner must drive."""
-    return inspect.iscoroutinefunction(function)
