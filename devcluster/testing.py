@@ -1,4 +1,6 @@
-"""Handles the test fixtures hand out (``cluster``, ``broker``), and their bring-up.
+"""Handles the test fixtures hand out (``cluster``, ``broker``), and their bring-up;
+also what the tests and the benchmarks both need: the CRD, ready namespaces, free
+loopback ports and operator processes.
 
 ``tests/conftest.py`` stays a thin list of fixtures; the logic is here so it can be used
 from other test suites or a REPL too. Bring-up either starts the local cluster (the same
@@ -10,12 +12,19 @@ that needs the cluster errors, it never skips.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from . import cluster as local
-from .config import ClusterConfig
+from .config import REPO_ROOT, ClusterConfig
+
+OPERATOR_ENV_PREFIX = "LIME_TASK_OPERATOR_"
 
 
 @dataclass
@@ -54,6 +63,17 @@ class Cluster:
     def log_tails(self, lines: int = 30) -> str:
         return local.log_tails(self.cfg, lines) if self.cfg else "(external cluster: no local logs)"
 
+    def apply_crd(self) -> str:
+        """Apply crds/limetask.yaml and wait until it is Established; its name."""
+        from lime_task.constants import CRD_NAME
+
+        path = REPO_ROOT / "crds" / "limetask.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"the LimeTask CRD is missing: {path}")
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        self.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        return CRD_NAME
+
 
 @dataclass
 class Broker:
@@ -89,3 +109,116 @@ def bring_up_broker(environ: dict[str, str] | None = None) -> Broker:
 
 def tear_down(environ: dict[str, str] | None = None) -> None:
     local.down(ClusterConfig.from_env(environ))
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def create_namespace(core, name: str, labels: Mapping[str, str], timeout: float = 60) -> None:
+    """Create a namespace and return once its ``default`` ServiceAccount exists: the API
+    server refuses pods before the ServiceAccount controller made it."""
+    from kubernetes import client
+
+    core.create_namespace({"metadata": {"name": name, "labels": dict(labels)}})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return
+        except client.ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise RuntimeError(f"namespace {name}: no default ServiceAccount after {timeout:.0f}s") from exc
+            time.sleep(0.2)
+
+
+def operator_env(base: Mapping[str, str], **settings: object) -> dict[str, str]:
+    """The environment of an operator process on the local node: `base` without any
+    LIME_TASK_OPERATOR_* variable (no settings leak in from a developer's shell), a
+    DEFAULT_IMAGE (the local node ignores images), EXTRA_ENV with PYTHONPATH at examples/
+    so the sample tasks import, then `settings` (names without the prefix)."""
+    env = {k: v for k, v in base.items() if not k.startswith(OPERATOR_ENV_PREFIX)}
+    defaults = {
+        "DEFAULT_IMAGE": "lime-task-runner:dev",
+        "EXTRA_ENV": '{"PYTHONPATH": "%s"}' % (REPO_ROOT / "examples"),
+    }
+    for key, value in {**defaults, **settings}.items():
+        env[OPERATOR_ENV_PREFIX + key] = str(value)
+    return env
+
+
+class OperatorProcess:
+    """``python -m lime_task_operator --namespace NS`` as a subprocess, as in production.
+
+    ``start()`` returns once its liveness endpoint answers and it logged its start-up;
+    ``stop()`` (SIGTERM), ``kill()`` (SIGKILL), ``restart()``; ``.log`` and ``.pid``.
+    """
+
+    READY_TIMEOUT = 60
+
+    def __init__(self, namespace: str, env: dict[str, str], log_path: Path) -> None:
+        self.namespace = namespace
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> "OperatorProcess":
+        self.port = free_loopback_port()  # for the liveness endpoint
+        log = open(self.log_path, "a")
+        log.write(f"===== starting operator for namespace {self.namespace}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lime_task_operator", "--namespace", self.namespace,
+             "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT),
+        )
+        log.close()  # the child holds its own descriptor
+        deadline = time.monotonic() + self.READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the operator exited with code {self.proc.returncode}:\n{self.log[-5000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                    if response.status == 200 and "lime-task operator started" in self.log:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"the operator was not ready after {self.READY_TIMEOUT}s:\n{self.log[-5000:]}")
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> "OperatorProcess":
+        self.stop()
+        return self.start()

@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 
 import pytest
 
 from devcluster import testing
-from devcluster.config import REPO_ROOT
 
 CLUSTER_FIXTURES = {"cluster", "crd", "namespace"}
 BROKER_FIXTURES = {"broker"}
@@ -101,14 +99,7 @@ def broker() -> testing.Broker:
 
 @pytest.fixture(scope="session")
 def crd(cluster):
-    from lime_task.constants import CRD_NAME
-
-    path = REPO_ROOT / "crds" / "limetask.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"the LimeTask CRD is missing: {path}")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-    return CRD_NAME
+    return cluster.apply_crd()
 
 
 @pytest.fixture
@@ -119,17 +110,7 @@ def namespace(cluster, request):
     name = f"t-{base}-{uuid.uuid4().hex[:6]}"
     with cluster.api_client() as api:
         core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": name, "labels": {"limetask.dev/test": "true"}}})
-        # Pods cannot be created before the ServiceAccount controller made "default".
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                core.read_namespaced_service_account("default", name)
-                break
-            except client.ApiException as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    raise RuntimeError(f"namespace {name}: no default ServiceAccount after 60s") from exc
-                time.sleep(0.2)
+        testing.create_namespace(core, name, {"limetask.dev/test": "true"})
         try:
             yield name
         finally:
@@ -140,109 +121,21 @@ def namespace(cluster, request):
 # The operator (section owned by the operator engineer, issue #4)
 # =====================================================================================
 # ``operator(namespace, **settings)`` starts ``python -m lime_task_operator --namespace
-# <ns>`` as a subprocess, restricted to that namespace so tests cannot see each other's
-# tasks. ``settings`` are LIME_TASK_OPERATOR_* variables without the prefix
-# (``MAX_RUNNING=2``). Defaults suit the local node: a DEFAULT_IMAGE (the node ignores
-# images) and EXTRA_ENV with PYTHONPATH pointing at examples/ so the sample tasks import.
-# The handle offers stop(), kill() (SIGKILL), restart(), .log and .pid; every process is
-# stopped at teardown, and its log is printed (pytest shows it for failed tests).
-
-
-class OperatorProcess:
-    READY_TIMEOUT = 60
-
-    def __init__(self, cluster, namespace: str, env: dict[str, str], log_path):
-        self.cluster = cluster
-        self.namespace = namespace
-        self.env = env
-        self.log_path = log_path
-        self.proc = None
-        self.port = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def start(self) -> "OperatorProcess":
-        import socket
-        import subprocess
-        import sys
-        import urllib.request
-
-        with socket.socket() as probe:  # a free loopback port for the liveness endpoint
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        log = open(self.log_path, "a")
-        log.write(f"===== starting operator for namespace {self.namespace}\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lime_task_operator", "--namespace", self.namespace,
-             "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT),
-        )
-        log.close()
-        deadline = time.monotonic() + self.READY_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the operator exited with code {self.proc.returncode}:\n{self.log[-5000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
-                    if response.status == 200 and "lime-task operator started" in self.log:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"the operator was not ready after {self.READY_TIMEOUT}s:\n{self.log[-5000:]}")
-            time.sleep(0.2)
-
-    def stop(self, timeout: float = 20) -> None:
-        import subprocess
-
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup at all, as when a node dies."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def restart(self) -> "OperatorProcess":
-        self.stop()
-        return self.start()
+# <ns>`` as a subprocess (devcluster.testing.OperatorProcess), restricted to that
+# namespace so tests cannot see each other's tasks. ``settings`` are LIME_TASK_OPERATOR_*
+# variables without the prefix (``MAX_RUNNING=2``), over the local node's defaults
+# (devcluster.testing.operator_env). The handle offers stop(), kill() (SIGKILL),
+# restart(), .log and .pid; every process is stopped at teardown, and its log is printed
+# (pytest shows it for failed tests).
 
 
 @pytest.fixture
 def operator(cluster, crd, tmp_path):
-    started: list[OperatorProcess] = []
+    started: list[testing.OperatorProcess] = []
 
-    def start(namespace: str, **settings) -> OperatorProcess:
-        env = dict(os.environ)
-        env.update(cluster.env())
-        # Only what the test asks for: no settings leak in from the developer's shell.
-        for key in [k for k in env if k.startswith("LIME_TASK_OPERATOR_")]:
-            del env[key]
-        defaults = {
-            "DEFAULT_IMAGE": "lime-task-runner:dev",
-            "EXTRA_ENV": '{"PYTHONPATH": "%s"}' % (REPO_ROOT / "examples"),
-        }
-        for key, value in {**defaults, **settings}.items():
-            env[f"LIME_TASK_OPERATOR_{key}"] = str(value)
-        handle = OperatorProcess(cluster, namespace, env, tmp_path / f"operator-{len(started)}.log")
+    def start(namespace: str, **settings) -> testing.OperatorProcess:
+        env = testing.operator_env(cluster.env(), **settings)
+        handle = testing.OperatorProcess(namespace, env, tmp_path / f"operator-{len(started)}.log")
         started.append(handle)
         return handle.start()
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pika
 import pytest
 
+from devcluster.testing import free_loopback_port
 from lime_task.events import (
     ConsumerError,
     EventConsumer,
@@ -185,14 +186,6 @@ def test_exchange_of_another_type_is_an_exchange_mismatch(broker, exchange, amqp
 
 
 # -- bad settings give a clear error, not a hang ------------------------------------------
-
-
-def free_loopback_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.timeout(30)

@@ -11,13 +11,13 @@ its broker event confirmed, and the task pods carry no token at all.
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
 import lime_task
+from devcluster.testing import free_loopback_port
 from lime_task.constants import GROUP, LABEL_TASK_ID, PLURAL, VERSION
 
 from .chart_support import ROOT, get_json, helm_install, helm_uninstall, wait_for
@@ -28,14 +28,6 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # The only credential the operator pod may use is its mounted token: a kubeconfig that
 # does not exist rules out any fallback to a developer's config file.
 NO_KUBECONFIG = {"name": "KUBECONFIG", "value": "/nonexistent/lime-task-operator-pod-kubeconfig"}
-
-
-def free_port() -> int:
-    """Pods on the local node share the host's network: the operator's health endpoint
-    needs a port no other operator (another test's release) listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def token_volumes(pod: dict) -> list[str]:
@@ -66,7 +58,9 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
             "env": [NO_KUBECONFIG],
             "operator": {
                 "defaultImage": "lime-task-runner:dev",
-                "healthPort": free_port(),
+                # Pods on the local node share the host's network: the operator's health
+                # endpoint needs a port no other operator (another test's release) listens on.
+                "healthPort": free_loopback_port(),
                 # sample_tasks from examples/, and tests.integration.pod_tasks from the root.
                 "extraEnv": {"PYTHONPATH": f"{ROOT / 'examples'}:{ROOT}"},
             },
