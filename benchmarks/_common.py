@@ -8,14 +8,9 @@ steps, too coarse for latencies of about a second.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,13 +19,13 @@ sys.path.insert(0, str(REPO))
 
 from kubernetes import client, watch  # noqa: E402
 
+from devcluster import testing  # noqa: E402
 from lime_task.constants import GROUP, LABEL_TASK_ID, PLURAL, VERSION  # noqa: E402
 
 TASK = "sample_tasks.tasks.add"
+DEFAULT_IMAGE = "lime-task-runner:bench"
 # The local node runs task pods as host processes: the sample tasks come from the checkout.
 EXTRA_ENV = {"PYTHONPATH": str(REPO / "examples")}
-KUBECTL = Path(os.environ.get("LIME_CACHE", str(Path.home() / ".cache/lime-task"))) / "bin" / "kubectl"
-OPERATOR_START_TIMEOUT = 60.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,37 +43,17 @@ def summary(values: list[float], unit: str = "s") -> str:
             f"max {max(values) if values else float('nan'):6.2f}{unit}  (n={len(values)})")
 
 
-def kubeconfig_path() -> str:
-    """$LIME_TEST_KUBECONFIG (any cluster), else the local dev cluster (started if down)."""
-    external = os.environ.get("LIME_TEST_KUBECONFIG")
-    if external:
-        return external
-    from devcluster import testing
-
-    return str(testing.bring_up_cluster().kubeconfig)
-
-
-def apply_crd(kubeconfig: str) -> None:
-    result = subprocess.run([str(KUBECTL), "--kubeconfig", kubeconfig, "apply", "--server-side",
-                             "--force-conflicts", "-f", str(REPO / "crds/limetask.yaml")],
-                            capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise RuntimeError(f"cannot apply the LimeTask CRD with {KUBECTL}: {result.stderr.strip()}")
+def cluster_with_crd() -> testing.Cluster:
+    """$LIME_TEST_KUBECONFIG (any cluster), else the local dev cluster (started if down),
+    with the LimeTask CRD applied: the test fixtures' bring-up."""
+    cluster = testing.bring_up_cluster()
+    cluster.apply_crd()
+    return cluster
 
 
 def create_namespace(core: client.CoreV1Api, name: str) -> None:
-    """Create a namespace labelled as a benchmark's; return once its default
-    ServiceAccount exists (pods are refused before that)."""
-    core.create_namespace({"metadata": {"name": name, "labels": {"limetask.dev/benchmark": "true"}}})
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            core.read_namespaced_service_account("default", name)
-            return
-        except client.ApiException as error:
-            if error.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    """A namespace labelled as a benchmark's, ready for pods."""
+    testing.create_namespace(core, name, {"limetask.dev/benchmark": "true"})
 
 
 def delete_namespaces(core: client.CoreV1Api, names: Iterable[str]) -> None:
@@ -89,48 +64,13 @@ def delete_namespaces(core: client.CoreV1Api, names: Iterable[str]) -> None:
             pass  # already gone, or the cluster is down: nothing left to clean
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_operator(kubeconfig: str, namespace: str, log_path: Path, max_running: int = 0) -> subprocess.Popen:
+def start_operator(cluster: testing.Cluster, namespace: str, log_path: Path,
+                   max_running: int = 0) -> testing.OperatorProcess:
     """The operator as in production (`python -m lime_task_operator --namespace NS`),
     events disabled (no broker URL), returned once its liveness endpoint answers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIME_TASK_OPERATOR_")}
-    env.update(KUBECONFIG=kubeconfig,
-               LIME_TASK_OPERATOR_DEFAULT_IMAGE="lime-task-runner:bench",
-               LIME_TASK_OPERATOR_EXTRA_ENV=json.dumps(EXTRA_ENV),
-               LIME_TASK_OPERATOR_MAX_RUNNING=str(max_running))
-    port = _free_loopback_port()
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "lime_task_operator", "--namespace", namespace,
-                             "--liveness", f"http://127.0.0.1:{port}/healthz"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()  # the child holds its own descriptor
-    deadline = time.monotonic() + OPERATOR_START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"operator exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                stop_operator(proc)
-                raise RuntimeError(f"operator not ready after {OPERATOR_START_TIMEOUT:.0f}s: "
-                                   f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-
-def stop_operator(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    env = testing.operator_env(cluster.env(), DEFAULT_IMAGE=DEFAULT_IMAGE, MAX_RUNNING=max_running)
+    log_path.unlink(missing_ok=True)
+    return testing.OperatorProcess(namespace, env, log_path).start()
 
 
 def peak_rss_kib(pid: int) -> int:

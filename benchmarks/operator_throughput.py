@@ -26,20 +26,20 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import (EXTRA_ENV, TASK, Recorder, apply_crd, create_namespace, delete_namespaces, kubeconfig_path,
-                     peak_rss_kib, start_operator, stop_operator, summary, task_body, wait_until)
-from kubernetes import client, config
+from _common import (DEFAULT_IMAGE, EXTRA_ENV, TASK, Recorder, cluster_with_crd, create_namespace, delete_namespaces,
+                     peak_rss_kib, start_operator, summary, task_body, wait_until)
+from kubernetes import client
 
 from lime_task.constants import GROUP, PLURAL, VERSION
 from lime_task_operator.jobs import build_job
 from lime_task_operator.settings import Settings
 
 
-def run_operator_phase(api_client, kubeconfig, namespace, count, max_running, timeout, log_path):
+def run_operator_phase(api_client, cluster, namespace, count, max_running, timeout, log_path):
     custom = client.CustomObjectsApi(api_client)
     recorder = Recorder(api_client, namespace)
     recorder.start(tasks=True)
-    proc = start_operator(kubeconfig, namespace, log_path, max_running)
+    operator = start_operator(cluster, namespace, log_path, max_running)
     created: dict[str, float] = {}
     created_done: dict[str, float] = {}
     try:
@@ -54,9 +54,9 @@ def run_operator_phase(api_client, kubeconfig, namespace, count, max_running, ti
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(create, range(count)))
         finished = wait_until(lambda: len(recorder.task_done) >= count, timeout)
-        rss = peak_rss_kib(proc.pid)
+        rss = peak_rss_kib(operator.pid)
     finally:
-        stop_operator(proc)
+        operator.stop()
         recorder.stop()
     to_job = [recorder.job_seen[n] - t for n, t in created.items() if n in recorder.job_seen]
     to_done = [recorder.task_done[n] - t for n, t in created.items() if n in recorder.task_done]
@@ -73,7 +73,7 @@ def run_direct_phase(api_client, namespace, count, timeout):
     batch = client.BatchV1Api(api_client)
     recorder = Recorder(api_client, namespace)
     recorder.start(tasks=False)
-    settings = Settings(default_image="lime-task-runner:bench", extra_env=EXTRA_ENV)
+    settings = Settings(default_image=DEFAULT_IMAGE, extra_env=EXTRA_ENV)
     bodies = []
     for i in range(count):
         name = f"bench-{i:05d}"
@@ -103,10 +103,9 @@ def main(argv=None) -> int:
     if args.count < 1:
         parser.error("--count must be at least 1")
 
-    kubeconfig = kubeconfig_path()
-    api_client = config.new_client_from_config(config_file=kubeconfig)
+    cluster = cluster_with_crd()
+    api_client = cluster.api_client()
     core = client.CoreV1Api(api_client)
-    apply_crd(kubeconfig)
     suffix = uuid.uuid4().hex[:6]
     op_ns, direct_ns = f"bench-op-{suffix}", f"bench-direct-{suffix}"
     log_path = Path(f"/tmp/{op_ns}-operator.log")
@@ -114,7 +113,7 @@ def main(argv=None) -> int:
     create_namespace(core, direct_ns)
     try:
         print(f"operator phase: {args.count} tasks in {op_ns} (operator log {log_path})", flush=True)
-        op = run_operator_phase(api_client, kubeconfig, op_ns, args.count, args.max_running, args.timeout, log_path)
+        op = run_operator_phase(api_client, cluster, op_ns, args.count, args.max_running, args.timeout, log_path)
         direct = None
         if not args.no_direct:
             print(f"direct phase: {args.count} Jobs in {direct_ns}", flush=True)

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from _common import (EXTRA_ENV, TASK, Recorder, apply_crd, create_namespace, delete_namespaces, kubeconfig_path,
-                     percentile, start_operator, stop_operator, summary, task_body, wait_until)
-from kubernetes import client, config
+from _common import (EXTRA_ENV, TASK, Recorder, cluster_with_crd, create_namespace, delete_namespaces, percentile,
+                     start_operator, summary, task_body, wait_until)
+from kubernetes import client
 
 from lime_task.constants import ENV_TASK, ENV_TERMINATION_PATH, GROUP, PLURAL, VERSION
 
@@ -125,7 +125,7 @@ def run_one(api_client: client.ApiClient, recorder: Recorder, namespace: str, in
     return times
 
 
-def run_operator_part(api_client, kubeconfig: str, count: int, timeout: float) -> list[TaskTimes]:
+def run_operator_part(api_client, cluster, count: int, timeout: float) -> list[TaskTimes]:
     core = client.CoreV1Api(api_client)
     namespace = f"bench-lat-{uuid.uuid4().hex[:6]}"
     log_path = Path(f"/tmp/{namespace}-operator.log")
@@ -135,7 +135,7 @@ def run_operator_part(api_client, kubeconfig: str, count: int, timeout: float) -
     try:
         recorder.start(tasks=True, pods=True)
         print(f"part 1: {count} tasks one after another in {namespace} (operator log {log_path})", flush=True)
-        proc = start_operator(kubeconfig, namespace, log_path)
+        operator = start_operator(cluster, namespace, log_path)
         try:
             for index in range(count):
                 times = run_one(api_client, recorder, namespace, index, timeout)
@@ -145,7 +145,7 @@ def run_operator_part(api_client, kubeconfig: str, count: int, timeout: float) -
                 if times.success is None:
                     break  # bounded: a stuck task ends the run, with what it has
         finally:
-            stop_operator(proc)
+            operator.stop()
     finally:
         recorder.stop()
         delete_namespaces(core, [namespace])
@@ -271,10 +271,9 @@ def main(argv=None) -> int:
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
 
-    kubeconfig = kubeconfig_path()
-    api_client = config.new_client_from_config(config_file=kubeconfig)
-    apply_crd(kubeconfig)
-    results = run_operator_part(api_client, kubeconfig, args.count, args.timeout)
+    cluster = cluster_with_crd()
+    api_client = cluster.api_client()
+    results = run_operator_part(api_client, cluster, args.count, args.timeout)
     runner = run_runner_part(args.runner_count)
     print_operator_part(results)
     print_runner_part(runner)
