@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 from . import components, kubeconfig, pki, procs, rabbitmq
 from .components import Component

@@ -164,7 +164,6 @@ def build_event_body(task_obj: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"expected the LimeTask as a dict, got {type(task_obj).__name__}")
     state = _check_terminal(_required(task_obj, "status", "state"))
     metadata = task_obj.get("metadata") or {}
-    spec = task_obj.get("spec") or {}
     status = task_obj.get("status") or {}
     return {
         "id": _required(task_obj, "metadata", "name"),

@@ -31,7 +31,6 @@ from .chart_support import (
     run_cli,
     service_account_kubeconfig,
     service_account_user,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration

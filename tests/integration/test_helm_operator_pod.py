@@ -10,7 +10,6 @@ its broker event confirmed, and the task pods carry no token at all.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 import lime_task
 from devcluster.testing import free_loopback_port
-from lime_task.constants import GROUP, LABEL_TASK_ID, PLURAL, VERSION
+from lime_task.constants import GROUP, LABEL_TASK_ID, PLURAL
 
 from .chart_support import ROOT, get_json, helm_install, helm_uninstall, wait_for
 

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from lime_task import cli, scaffold
 from lime_task.cli_args import ExitCode
 from lime_task.tasks import MARKER
