@@ -24,7 +24,7 @@ from lime_task.constants import (
     MANAGED_BY,
     TERMINATION_MESSAGE_PATH,
 )
-from lime_task.models import LimeTaskSpec
+from lime_task.models import LimeTaskSpec, describe_errors
 
 from .settings import Settings
 
@@ -72,10 +72,7 @@ def parse_spec(task_obj: Mapping[str, Any]) -> LimeTaskSpec:
     try:
         spec = LimeTaskSpec.model_validate(task_obj.get("spec") or {})
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors()
-        )
-        raise InvalidTask(f"invalid spec: {problems}") from None
+        raise InvalidTask(f"invalid spec: {describe_errors(error, 'spec')}") from None
     try:
         spec.check_arguments_size()
     except ValueError as error:

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from .constants import MAX_ARGUMENTS_BYTES
@@ -33,6 +33,14 @@ CONDITION_TYPE_PATTERN = (
 KWARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 State = Literal["PENDING", "STARTED", "SUCCESS", "FAILURE"]
+
+
+def describe_errors(error: ValidationError, root: str) -> str:
+    """`field.path: problem; ...` for a pydantic error, `root` naming the object itself,
+    so a refusal names the field a user has to fix."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in item['loc']) or root}: {item['msg']}" for item in error.errors()
+    )
 
 
 class _Model(BaseModel):

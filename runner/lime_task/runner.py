@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from .apps import FactoryLoadError, factory_from_env
 from .constants import ENV_TASK, ENV_TERMINATION_PATH, TERMINATION_MESSAGE_PATH
-from .models import RunnerTask
+from .models import RunnerTask, describe_errors
 from .tasks import TaskLoadError, load_task
 from .termination import InvalidResult, failure_message, success_message
 
@@ -93,10 +93,7 @@ def parse_task(raw: Optional[str]) -> RunnerTask:
     try:
         return RunnerTask.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in error.errors()
-        )
-        raise CouldNotLoad(f"{ENV_TASK} is not a valid task: {problems}") from None
+        raise CouldNotLoad(f"{ENV_TASK} is not a valid task: {describe_errors(error, '(root)')}") from None
 
 
 def check_signature(function: Callable[..., Any], path: str, app: Any, args: list, kwargs: dict) -> None:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .constants import API_VERSION, KIND, LABEL_APP, MAX_ARGUMENTS_BYTES
 from .errors import InvalidTaskError
-from .models import LimeTaskSpec
+from .models import LimeTaskSpec, describe_errors
 from .tasks import TaskOptions, options_of, registered
 
 
@@ -87,14 +87,6 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "spec"
-        parts.append(f"{field}: {item['msg']}")
-    return "; ".join(parts)
-
-
 def build_spec(
     task_name: str,
     app_name: str,
@@ -125,7 +117,7 @@ def build_spec(
     try:
         spec = LimeTaskSpec(task=task_name, app=app_name, args=_as_json(list(args)), kwargs=_as_json(kwargs), **options)
     except ValidationError as error:
-        raise InvalidTaskError(f"invalid task {task_name!r}: {_describe(error)}") from None
+        raise InvalidTaskError(f"invalid task {task_name!r}: {describe_errors(error, 'spec')}") from None
     try:
         spec.check_arguments_size()
     except ValueError as error:
