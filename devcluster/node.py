@@ -59,8 +59,19 @@ How a pod runs here, and the limits that follow:
 - Deleting a pod: SIGTERM to the process group, SIGKILL after the grace period, then the
   pod is deleted with ``gracePeriodSeconds=0``, as kubelet does. ``activeDeadlineSeconds``
   is enforced (killed, phase Failed, reason DeadlineExceeded).
-- On start it adopts nothing: a pod it did not start that already ran (Running, or has a
-  startTime) is marked Failed with a message saying so.
+- **When the agent restarts** (``scripts/cluster down`` then ``up``) the pod processes are
+  gone, as after a node reboot (``down`` kills them). For each pod bound to the node that
+  is not terminal and that it did not start, the agent does what kubelet does after a
+  reboot (restarts.after_agent_restart): a pod that never started just runs; a pod that
+  started under ``restartPolicy: Always`` or ``OnFailure`` is **restarted in the same
+  pod** (podstatus.resumed_runs): a container that was running gets
+  ``lastState.terminated`` exit 137, reason ``NodeAgentRestarted``, and is started again
+  at once (``restartCount`` + 1; the pod stays Running, so its Deployment's ReplicaSet
+  keeps it and a ``Recreate`` rollout is not left waiting on a dead pod); one waiting in a
+  back-off or already exited keeps its real last exit, and one done for good (OnFailure,
+  exit 0) is not run again. A ``Never`` pod that had started (Running, or has a
+  startTime) is marked Failed, reason ``NodeAgentRestarted``: its process is gone and
+  running it again could run a task twice. Pods being deleted are deleted at once.
 
 One thread per pod; the scheduler binds at most ``pods`` allocatable (250) unfinished
 pods to the node, which bounds the number of threads.
@@ -161,7 +172,9 @@ def ensure_target(path: str) -> None:
 class PodWorker(threading.Thread):
     """Runs one pod from start to its final status, then forgets it."""
 
-    def __init__(self, agent: "NodeAgent", pod: dict):
+    def __init__(self, agent: "NodeAgent", pod: dict, resumed: bool = False):
+        """``resumed``: the pod ran under a previous node agent and is restarted in place,
+        carrying on from its reported status (restart counts, lastState, startTime)."""
         meta = pod["metadata"]
         super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
         self.agent, self.pod = agent, pod
@@ -170,6 +183,14 @@ class PodWorker(threading.Thread):
         spec = pod["spec"]
         self.runs = [ContainerRun(c["name"], c.get("image", "")) for c in spec.get("containers") or []]
         self.outcome = PodOutcome(restart_policy=spec.get("restartPolicy") or restarts.ALWAYS)
+        if resumed:
+            status = pod.get("status") or {}
+            self.runs = podstatus.resumed_runs(spec.get("containers") or [], status.get("containerStatuses") or [],
+                                               self.outcome.restart_policy, now())
+            # kubelet keeps the pod's startTime and the conditions' transition times.
+            self.outcome.start_time = podstatus.parse_time(status.get("startTime"))
+            self.outcome.previous_conditions = {c["type"]: c for c in status.get("conditions") or []
+                                                if c.get("lastTransitionTime")}
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.delete_after = False
@@ -225,7 +246,7 @@ class PodWorker(threading.Thread):
 
     def _run(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.outcome.start_time = now()
+        self.outcome.start_time = self.outcome.start_time or now()
         try:
             podspec.check_supported(self.pod)
             volumes.volumes_to_prepare(self.pod)  # refuses unsupported volumes and mounts
@@ -241,6 +262,8 @@ class PodWorker(threading.Thread):
         for i, container in enumerate(self.pod["spec"]["containers"]):
             if self.stop.is_set():
                 break
+            if self.runs[i].state == podstatus.TERMINATED:
+                continue  # resumed: it ended for good under the previous agent
             self._run_container(i, container, deadline)
         self._finish()
 
@@ -633,12 +656,18 @@ class NodeAgent:
             return
         if worker or finished or status.get("phase") in ("Succeeded", "Failed"):
             return
-        if status.get("phase") == "Running" or status.get("startTime"):
+        # Not ours and not ended: new, or left by a previous agent whose processes are gone.
+        started = status.get("phase") == "Running" or bool(status.get("startTime"))
+        action = restarts.after_agent_restart(pod["spec"].get("restartPolicy") or restarts.ALWAYS, started)
+        if action == restarts.FAIL:
             threading.Thread(target=self._fail_orphan, args=(pod,), daemon=True).start()
             with self.lock:
                 self.finished[uid] = (meta["namespace"], meta["name"])
             return
-        worker = PodWorker(self, pod)
+        if action == restarts.RESTART:
+            log.info("%s/%s: ran before the node agent restarted; restarting its containers in the pod",
+                     meta["namespace"], meta["name"])
+        worker = PodWorker(self, pod, resumed=action == restarts.RESTART)
         with self.lock:
             self.workers[uid] = worker
         worker.start()
@@ -650,21 +679,33 @@ class NodeAgent:
             log.exception("deleting %s/%s failed", ns, name)
 
     def _fail_orphan(self, pod: dict) -> None:
-        """Adopt nothing: a pod that ran before this agent started has no process we know."""
+        """A run-once (``Never``) pod that started before this agent did: its process is
+        gone and it must not run twice, so it fails."""
         meta = pod["metadata"]
         runs = [ContainerRun(c["name"], c.get("image", "")) for c in pod["spec"].get("containers") or []]
         t = now()
-        outcome = PodOutcome(start_time=t, failed=True, reason="NodeAgentRestarted",
-                             message="the local node agent restarted and does not adopt processes it did not "
-                                     "start; this pod's process is not tracked any more")
+        outcome = PodOutcome(start_time=t, failed=True, reason=podstatus.AGENT_RESTARTED,
+                             message="the local node agent restarted and this pod's process did not survive it; "
+                                     "restartPolicy Never, so it is not run again")
         status = podstatus.build_status(podstatus.finalize_unstarted(runs, t), outcome, t)
         status.pop("startTime", None)
         try:
             call(self.core.patch_namespaced_pod_status, meta["name"], meta["namespace"], {"status": status},
                  what=f"fail orphan {meta['namespace']}/{meta['name']}")
-            log.info("%s/%s: marked Failed (not adopted)", meta["namespace"], meta["name"])
+            log.info("%s/%s: marked Failed (ran before the node agent restarted)", meta["namespace"], meta["name"])
         except Exception:  # noqa: BLE001
             log.exception("could not fail orphan pod %s/%s", meta["namespace"], meta["name"])
+
+    def handle_listed(self) -> str:
+        """Handle every pod bound to this node, as listed now: at start, the pods a
+        previous agent left behind (restarted in place, failed or deleted, see
+        ``handle``). Returns the list's resourceVersion to watch from."""
+        resp = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.cfg.node_name}",
+                                                     _preload_content=False, _request_timeout=30)
+        listed = json.loads(resp.data)
+        for pod in listed["items"]:
+            self.handle("ADDED", pod)
+        return listed["metadata"]["resourceVersion"]
 
     def pod_loop(self) -> None:
         """List, then watch from the list's resourceVersion; on any error re-list (resync)."""
@@ -672,12 +713,7 @@ class NodeAgent:
         w = watch.Watch()
         while not self.stopping.is_set():
             try:
-                resp = self.core.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False,
-                                                             _request_timeout=30)
-                listed = json.loads(resp.data)
-                for pod in listed["items"]:
-                    self.handle("ADDED", pod)
-                rv = listed["metadata"]["resourceVersion"]
+                rv = self.handle_listed()
                 for event in w.stream(self.core.list_pod_for_all_namespaces, field_selector=selector,
                                       resource_version=rv, timeout_seconds=240, allow_watch_bookmarks=True,
                                       _request_timeout=(10, 300)):

@@ -12,12 +12,17 @@ while the node waits out the back-off the container is ``waiting`` with reason
 CrashLoopBackOff. The pod stays Running meanwhile: it reaches a terminal phase only when
 nothing will restart (``restartPolicy: Never``, ``OnFailure`` after exit 0) or when the
 node ended it (deletion, deadline).
+
+After the node agent restarts, ``resumed_runs`` rebuilds the runs of a pod it restarts in
+place from the status the previous agent reported, so counts and ``lastState`` carry on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+
+from .restarts import LOST_EXIT_CODE, should_restart
 
 HOST_IP = "127.0.0.1"
 # kubelet: at most 4096 bytes of the termination message file; with
@@ -35,6 +40,28 @@ def rfc3339(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: str | None) -> datetime | None:
+    """An API timestamp (``2026-01-02T03:04:05Z``) back to a datetime; None stays None."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from None
+
+
+def pid_of(container_id: str | None) -> int | None:
+    """Our container ids are ``local://<pid>``; anything else has no pid we know."""
+    if container_id and container_id.startswith("local://") and container_id[8:].isdigit():
+        return int(container_id[8:])
+    return None
+
+
+AGENT_RESTARTED = "NodeAgentRestarted"
+AGENT_RESTARTED_MESSAGE = ("the local node agent restarted and this container's process did not survive it "
+                           "(as on a node reboot); the container is started again in the same pod")
+
+
 @dataclass(frozen=True)
 class Termination:
     """How one instance of a container ended: ``lastState.terminated`` after a restart."""
@@ -45,6 +72,15 @@ class Termination:
     started_at: datetime | None
     finished_at: datetime
     pid: int | None
+
+    @classmethod
+    def from_status(cls, term: dict) -> "Termination":
+        """A ``terminated`` state as the API returns it (what a previous agent reported)."""
+        finished = parse_time(term.get("finishedAt"))
+        if finished is None:
+            raise ValueError(f"terminated container state without finishedAt: {term!r}")
+        return cls(int(term.get("exitCode", 0)), term.get("reason") or "", term.get("message"),
+                   parse_time(term.get("startedAt")), finished, pid_of(term.get("containerID")))
 
     def as_status(self) -> dict:
         term: dict = {"exitCode": self.exit_code, "reason": self.reason}
@@ -196,6 +232,53 @@ def finalize_unstarted(runs: list[ContainerRun], at: datetime) -> list[Container
                 message="The container could not be located when the pod was terminated",
             ))
     return out
+
+
+def resumed_runs(containers: list[dict], statuses: list[dict], policy: str, at: datetime) -> list[ContainerRun]:
+    """The runs of a pod the node agent restarts in place after it restarted itself,
+    from the ``containerStatuses`` the previous agent reported (``at``: now).
+
+    Per container, as kubelet after a reboot: an instance that was running is lost, so it
+    becomes ``lastState`` (exit 137, reason NodeAgentRestarted) and the container waits to
+    start again (``restartCount`` goes up when it does). One that had exited, or was
+    waiting out a back-off, keeps its real last exit and is started again if the policy
+    says so; one that ended for good (OnFailure, exit 0) stays terminated and is not run
+    again. A container that never ran starts fresh."""
+    by_name = {cs.get("name"): cs for cs in statuses or []}
+    runs = []
+    for container in containers:
+        fresh = ContainerRun(container["name"], container.get("image", ""))
+        cs = by_name.get(container["name"])
+        if cs is None:
+            runs.append(fresh)
+            continue
+        count = int(cs.get("restartCount") or 0)
+        state = cs.get("state") or {}
+        last = (cs.get("lastState") or {}).get("terminated")
+        previous = Termination.from_status(last) if last else None
+        if state.get("running") is not None:
+            started = parse_time(state["running"].get("startedAt"))
+            lost = Termination(LOST_EXIT_CODE, AGENT_RESTARTED, AGENT_RESTARTED_MESSAGE, started, at,
+                               pid_of(cs.get("containerID")))
+            if should_restart(policy, LOST_EXIT_CODE):
+                runs.append(replace(fresh, restart_count=count, last_termination=lost))
+            else:
+                runs.append(replace(fresh, state=TERMINATED, exit_code=lost.exit_code, reason=lost.reason,
+                                    message=lost.message, started_at=lost.started_at, finished_at=at,
+                                    pid=lost.pid, restart_count=count, last_termination=previous))
+        elif state.get("terminated") is not None:
+            ended = Termination.from_status(state["terminated"])
+            if should_restart(policy, ended.exit_code):
+                runs.append(replace(fresh, restart_count=count, last_termination=ended))
+            else:
+                runs.append(replace(fresh, state=TERMINATED, exit_code=ended.exit_code, reason=ended.reason,
+                                    message=ended.message, started_at=ended.started_at,
+                                    finished_at=ended.finished_at, pid=ended.pid, restart_count=count,
+                                    last_termination=previous))
+        else:
+            # Waiting: never started (no lastState), or in a back-off after a real exit.
+            runs.append(replace(fresh, restart_count=count, last_termination=previous))
+    return runs
 
 
 def _condition(ctype: str, ok: bool, now: datetime, previous: dict[str, dict],

@@ -16,6 +16,12 @@ The back-off copies kubelet's ``flowcontrol.Backoff`` as ``kuberuntime`` uses it
 
 So a container that exits at once is started at t=0, 0, 10, 30, 70, 150, 310, 610, ...
 seconds. Jitter is left out: one node, nothing to spread.
+
+When the node agent itself restarts (``scripts/cluster down`` then ``up``), the processes
+of the pods bound to it are gone, as after a node reboot. ``after_agent_restart`` decides
+what happens to each such pod: kubelet starts the containers of a pod whose policy
+restarts them again in the same pod (back-off forgotten, as it lives in kubelet's memory);
+a ``Never`` pod that had started must not run twice (a task never runs twice), so it fails.
 """
 
 from __future__ import annotations
@@ -30,12 +36,31 @@ RESET_AFTER = 2 * MAX_BACKOFF
 ALWAYS, ON_FAILURE, NEVER = "Always", "OnFailure", "Never"
 POLICIES = (ALWAYS, ON_FAILURE, NEVER)
 
+# A container instance whose process vanished with the node agent: kubelet reports such
+# an instance as killed (128 + SIGKILL), so OnFailure restarts it too.
+LOST_EXIT_CODE = 137
+# What the node agent does, when it starts, with a live pod bound to it that it did not start.
+RUN, RESTART, FAIL = "run", "restart", "fail"
+
 
 def should_restart(policy: str, exit_code: int) -> bool:
     """kubelet's rule: Always restarts every exit, OnFailure only a non-zero one, Never none."""
     if policy not in POLICIES:
         raise ValueError(f"restartPolicy must be one of {', '.join(POLICIES)}, got {policy!r}")
     return policy == ALWAYS or (policy == ON_FAILURE and exit_code != 0)
+
+
+def after_agent_restart(policy: str, started: bool) -> str:
+    """For a pod bound to this node, not terminal and not being deleted, that the node
+    agent finds when it starts: RUN a pod that never started (nothing of it ran yet),
+    RESTART its containers in the same pod when its policy restarts a lost instance
+    (Always, OnFailure), FAIL a ``Never`` pod that started: its process is gone and
+    running it again could run a task twice."""
+    if not started:
+        if policy not in POLICIES:
+            raise ValueError(f"restartPolicy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        return RUN
+    return RESTART if should_restart(policy, LOST_EXIT_CODE) else FAIL
 
 
 @dataclass(frozen=True)

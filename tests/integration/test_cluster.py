@@ -561,3 +561,128 @@ def test_host_paths_under_an_empty_dir_on_tmp_stay_visible(cluster, api, namespa
     finally:
         shutil.rmtree(base, ignore_errors=True)
         sibling.unlink(missing_ok=True)
+
+
+# -- the node agent restarting (scripts/cluster down, then up) ---------------------------
+# Restarting the shared cluster's node from a test would disturb every other test, so a
+# second NodeAgent runs in-process for a Node this test registers (unschedulable and
+# tainted: the scheduler never binds anything else to it). The test leaves pods as a
+# previous agent would have reported them, then runs the agent's start-up listing.
+
+def previous_agent_status(started_at: str, restart_count: int, pid: int) -> dict:
+    """The status the node agent reports for a running container (what a previous agent
+    left in the API before it was stopped and its process killed)."""
+    return {
+        "phase": "Running", "startTime": started_at, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+        "conditions": [{"type": t, "status": "True", "lastTransitionTime": started_at}
+                       for t in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")],
+        "containerStatuses": [{
+            "name": "main", "image": IMAGE, "imageID": "local://image-not-pulled", "ready": True, "started": True,
+            "restartCount": restart_count, "containerID": f"local://{pid}",
+            "state": {"running": {"startedAt": started_at}}, "lastState": {}}],
+    }
+
+
+@pytest.fixture
+def second_node(api, namespace, tmp_path):
+    from dataclasses import replace
+
+    from devcluster.config import ClusterConfig
+    from devcluster.node import LEASE_NAMESPACE, NodeAgent
+
+    core, coord = client.CoreV1Api(api), client.CoordinationV1Api(api)
+    name = f"lt-second-node-{uuid.uuid4().hex[:6]}"
+    core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {
+        "unschedulable": True, "taints": [{"key": "limetask.dev/test-node", "effect": "NoSchedule"}]}})
+    agent = NodeAgent(replace(ClusterConfig.from_env(), node_name=name, state_dir=tmp_path), api)
+    try:
+        agent.register()  # Ready, with a lease: nothing marks its pods NotReady meanwhile
+        yield agent
+    finally:
+        with agent.lock:
+            workers = list(agent.workers.values())
+        for w in workers:
+            w.request_stop(0, delete_after=True)
+        for w in workers:
+            w.join(60)
+        # Nothing runs this node's pods any more: force what is left, or the namespace
+        # would wait for a kubelet that never confirms.
+        for p in core.list_namespaced_pod(namespace, field_selector=f"spec.nodeName={name}").items:
+            try:
+                core.delete_namespaced_pod(p.metadata.name, namespace, grace_period_seconds=0)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+        core.delete_node(name)
+        try:
+            coord.delete_namespaced_lease(name, LEASE_NAMESPACE)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def test_after_a_node_agent_restart_pods_that_restart_run_again_in_place(api, namespace, second_node, tmp_path):
+    core = client.CoreV1Api(api)
+    node = second_node.cfg.node_name
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    lost_pid = 4_000_000  # above any pid this machine hands out: that process is gone
+
+    def on_node(name: str, policy: str, command: list[str]) -> dict:
+        body = pod(name, command, restartPolicy=policy, nodeName=node, automountServiceAccountToken=False)
+        core.create_namespaced_pod(namespace, body)
+        return core.read_namespaced_pod(name, namespace)
+
+    # A Deployment-style pod (Always) and a task-style pod (Never), both left Running.
+    service = on_node("service", "Always", ["sh", "-c", "echo instance started; exec sleep 300"])
+    task = on_node("task", "Never", ["sh", "-c", "echo task ran; exec sleep 300"])
+    for p in (service, task):
+        restart_count = 2 if p is service else 0
+        core.patch_namespaced_pod_status(p.metadata.name, namespace,
+                                         {"status": previous_agent_status(started_at, restart_count, lost_pid)})
+    # A pod being deleted when the agent went down is finished off.
+    on_node("leaving", "Always", ["sleep", "300"])
+    core.delete_namespaced_pod("leaving", namespace, grace_period_seconds=30)
+    assert core.read_namespaced_pod("leaving", namespace).metadata.deletion_timestamp is not None
+
+    second_node.handle_listed()
+
+    def restarted():
+        p = core.read_namespaced_pod("service", namespace)
+        cs = (p.status.container_statuses or [None])[0]
+        return p if cs and cs.state.running and cs.restart_count == 3 else None
+
+    p = wait_for(restarted, 60, "the Always pod to run again with restartCount 3")
+    assert p.metadata.uid == service.metadata.uid  # the same pod, not a replacement
+    assert p.status.phase == "Running"
+    assert p.status.start_time.strftime("%Y-%m-%dT%H:%M:%SZ") == started_at  # kept, as kubelet does
+    cs = p.status.container_statuses[0]
+    last = cs.last_state.terminated
+    assert (last.exit_code, last.reason, last.container_id) == (137, "NodeAgentRestarted", f"local://{lost_pid}")
+    assert "node agent restarted" in last.message
+    assert pid_of(p) != lost_pid and pid_alive(pid_of(p))
+    ready = wait_for(lambda: (lambda x: x if {c.type: c.status for c in x.status.conditions}["Ready"] == "True"
+                              else None)(core.read_namespaced_pod("service", namespace)), 30, "Ready")
+    assert ready.status.container_statuses[0].ready is True
+    log_file = tmp_path / "pods" / namespace / "service" / service.metadata.uid / "main.log"
+    wait_for(lambda: "instance started" in log_file.read_text() if log_file.exists() else False, 30,
+             "the restarted container's output")
+
+    # The run-once pod is not run twice: Failed, and no process of it ever started here.
+    def failed():
+        x = core.read_namespaced_pod("task", namespace)
+        return x if x.status.phase == "Failed" else None
+
+    t = wait_for(failed, 60, "the Never pod to be marked Failed")
+    assert t.status.reason == "NodeAgentRestarted"
+    assert "restartPolicy Never" in t.status.message
+    assert t.status.container_statuses[0].state.terminated.exit_code == 137
+    assert not (tmp_path / "pods" / namespace / "task").exists()
+
+    def gone():
+        try:
+            core.read_namespaced_pod("leaving", namespace)
+            return False
+        except client.ApiException as exc:
+            return exc.status == 404
+
+    wait_for(gone, 30, "the pod being deleted to be deleted")

@@ -180,3 +180,95 @@ def test_a_pod_ended_during_backoff_reports_its_last_exit():
 def test_termination_of_a_running_container_is_an_error():
     with pytest.raises(ValueError, match="container 'main' is running, not terminated"):
         ContainerRun("main").running(1, T0).termination()
+
+
+# -- resumed after the node agent restarted (podstatus.resumed_runs) -------------------------
+
+CONTAINERS = [{"name": "main", "image": "img"}]
+AT = T0 + timedelta(hours=1)
+
+
+def running_status(restart_count=2, last=None):
+    cs = {"name": "main", "restartCount": restart_count, "containerID": "local://4242",
+          "state": {"running": {"startedAt": "2026-01-02T03:04:05Z"}}, "lastState": {}}
+    if last:
+        cs["lastState"] = {"terminated": last}
+    return cs
+
+
+def test_a_running_container_is_lost_and_restarted_with_a_count_one_higher():
+    older = {"exitCode": 1, "reason": "Error", "startedAt": "2026-01-02T03:00:00Z",
+             "finishedAt": "2026-01-02T03:01:00Z"}
+    (run,) = podstatus.resumed_runs(CONTAINERS, [running_status(2, older)], "Always", AT)
+    assert run.state == podstatus.WAITING and run.reason == "ContainerCreating"
+    lost = run.last_termination
+    assert (lost.exit_code, lost.reason, lost.pid) == (137, "NodeAgentRestarted", 4242)
+    assert "node agent restarted" in lost.message
+    assert (lost.started_at, lost.finished_at) == (T0, AT)
+    # Before it starts: the count is unchanged and the pod is Running (it ran), not Ready.
+    status = podstatus.build_status([run], PodOutcome(start_time=T0, restart_policy="Always"), AT)
+    assert status["phase"] == "Running"
+    cs = status["containerStatuses"][0]
+    assert cs["restartCount"] == 2 and cs["ready"] is False
+    assert cs["lastState"]["terminated"]["reason"] == "NodeAgentRestarted"
+    # Started again: kubelet's count goes up, lastState keeps the lost instance.
+    cs = podstatus.build_status([run.running(5151, AT)], PodOutcome(restart_policy="Always"), AT)["containerStatuses"][0]
+    assert cs["restartCount"] == 3
+    assert cs["state"]["running"] == {"startedAt": podstatus.rfc3339(AT)}
+    assert cs["lastState"]["terminated"]["exitCode"] == 137
+    assert cs["lastState"]["terminated"]["containerID"] == "local://4242"
+
+
+def test_on_failure_restarts_a_lost_instance_too():
+    (run,) = podstatus.resumed_runs(CONTAINERS, [running_status(0)], "OnFailure", AT)
+    assert run.state == podstatus.WAITING and run.last_termination.exit_code == 137
+    assert run.running(1, AT).restart_count == 1
+
+
+def test_a_container_in_back_off_keeps_its_real_last_exit():
+    crash = {"exitCode": 3, "reason": "Error", "message": "boom", "startedAt": "2026-01-02T03:04:05Z",
+             "finishedAt": "2026-01-02T03:04:12Z", "containerID": "local://77"}
+    cs = {"name": "main", "restartCount": 4, "lastState": {"terminated": crash},
+          "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s ..."}}}
+    (run,) = podstatus.resumed_runs(CONTAINERS, [cs], "Always", AT)
+    assert run.state == podstatus.WAITING and run.reason == "ContainerCreating"
+    assert run.last_termination == podstatus.Termination(3, "Error", "boom", T0, T1, 77)
+    assert run.running(5, AT).restart_count == 5
+
+
+def test_an_exited_container_is_restarted_only_if_the_policy_says_so():
+    done = {"name": "main", "restartCount": 1, "lastState": {},
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2026-01-02T03:04:05Z",
+                                     "finishedAt": "2026-01-02T03:04:12Z"}}}
+    (again,) = podstatus.resumed_runs(CONTAINERS, [done], "Always", AT)
+    assert again.state == podstatus.WAITING and again.last_termination.reason == "Completed"
+    (kept,) = podstatus.resumed_runs(CONTAINERS, [done], "OnFailure", AT)
+    assert (kept.state, kept.exit_code, kept.restart_count, kept.finished_at) == (podstatus.TERMINATED, 0, 1, T1)
+    # Nothing left to run: the pod is Succeeded, as it would have been.
+    assert podstatus.build_status([kept], PodOutcome(restart_policy="OnFailure"), AT)["phase"] == "Succeeded"
+
+
+def test_under_never_a_lost_instance_is_not_run_again():
+    (run,) = podstatus.resumed_runs(CONTAINERS, [running_status(0)], "Never", AT)
+    assert (run.state, run.exit_code, run.reason) == (podstatus.TERMINATED, 137, "NodeAgentRestarted")
+    assert podstatus.build_status([run], PodOutcome(restart_policy="Never"), AT)["phase"] == "Failed"
+
+
+def test_containers_that_never_ran_start_fresh():
+    containers = [{"name": "main", "image": "img"}, {"name": "side", "image": "img2"}]
+    waiting = {"name": "main", "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}
+    runs = podstatus.resumed_runs(containers, [waiting], "Always", AT)
+    assert runs == [ContainerRun("main", "img"), ContainerRun("side", "img2")]
+
+
+def test_a_terminated_state_without_finished_at_is_a_clear_error():
+    broken = {"name": "main", "state": {"terminated": {"exitCode": 1}}}
+    with pytest.raises(ValueError, match="terminated container state without finishedAt"):
+        podstatus.resumed_runs(CONTAINERS, [broken], "Always", AT)
+
+
+def test_a_bad_timestamp_is_named():
+    with pytest.raises(ValueError, match="not an RFC 3339 timestamp: 'yesterday'"):
+        podstatus.parse_time("yesterday")
+    assert podstatus.parse_time("2026-01-02T03:04:05Z") == T0
+    assert podstatus.parse_time(None) is None

@@ -48,3 +48,23 @@ def test_durations_print_like_go(seconds, text):
 def test_backoff_message_reads_like_kubelets():
     assert restarts.backoff_message(20, "main", "web-7d4", "shop", "1234-abcd") == (
         "back-off 20s restarting failed container=main pod=web-7d4_shop(1234-abcd)")
+
+
+# -- the node agent restarted: what happens to a pod it finds bound to it ----------------
+
+@pytest.mark.parametrize("policy, started, action", [
+    ("Always", True, restarts.RESTART),
+    ("OnFailure", True, restarts.RESTART),  # the lost instance counts as killed (137)
+    ("Never", True, restarts.FAIL),  # its process is gone; a task must never run twice
+    ("Always", False, restarts.RUN),
+    ("OnFailure", False, restarts.RUN),
+    ("Never", False, restarts.RUN),  # nothing of it ran yet
+])
+def test_after_an_agent_restart_started_pods_restart_in_place_unless_never(policy, started, action):
+    assert restarts.after_agent_restart(policy, started) == action
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_after_an_agent_restart_an_unknown_policy_is_a_clear_error(started):
+    with pytest.raises(ValueError, match="restartPolicy must be one of Always, OnFailure, Never, got 'Twice'"):
+        restarts.after_agent_restart("Twice", started)
