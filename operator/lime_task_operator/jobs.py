@@ -25,6 +25,7 @@ from lime_task.constants import (
     TERMINATION_MESSAGE_PATH,
 )
 from lime_task.models import LimeTaskSpec, describe_errors
+from lime_task.termination import NON_RETRIABLE_EXIT_CODES
 
 from .settings import Settings
 
@@ -33,12 +34,6 @@ JOB_NAME_PREFIX = "lt-"
 JOB_NAME_MAX = 63
 CONTAINER_NAME = "task"
 RUNNER_COMMAND = ["python", "-m", "lime_task.runner"]
-# Runner exit codes (lime_task.runner.ExitCode, docs/architecture.md "Runner"); the last
-# two mean "retrying cannot help".
-EXIT_TASK_RAISED = 1
-EXIT_COULD_NOT_LOAD = 3
-EXIT_INVALID_RESULT = 4
-NON_RETRIABLE_EXIT_CODES = (EXIT_COULD_NOT_LOAD, EXIT_INVALID_RESULT)
 # The runner base image (docker/Dockerfile.runner) creates this user ("nonroot", the
 # distroless convention); images built FROM it keep a home and files it can read.
 RUN_AS_USER = 65532
@@ -102,6 +97,31 @@ def resolve_image(spec: LimeTaskSpec, settings: Settings) -> str:
     return image
 
 
+def pod_failure_policy() -> dict[str, Any]:
+    """The Job's podFailurePolicy: fail the Job at once on the runner's non-retriable
+    exit codes (lime_task.termination.NON_RETRIABLE_EXIT_CODES: CouldNotLoad,
+    InvalidResult), since the same spec fails the same way again.
+
+    Every other failure - the task raised, the pod was evicted (DisruptionTarget), the
+    container was OOM-killed, the pod was deleted or its node lost - counts against
+    `retries` (the Job's default action, Count). Disruptions are deliberately not
+    `Ignore`d: Ignore would start another pod even with retries=0, running a task that
+    may have done half its work a second time without the user having asked for it.
+    """
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [int(code) for code in NON_RETRIABLE_EXIT_CODES],
+                },
+            }
+        ]
+    }
+
+
 def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """The batch/v1 Job for a LimeTask; raises InvalidTask if the task cannot run."""
     metadata = task_obj.get("metadata") or {}
@@ -153,18 +173,13 @@ def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]
 
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.retries,
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": CONTAINER_NAME,
-                        "operator": "In",
-                        "values": list(NON_RETRIABLE_EXIT_CODES),
-                    },
-                }
-            ]
-        },
+        "podFailurePolicy": pod_failure_policy(),
+        # A replacement pod is only created once the failed one has fully terminated,
+        # so two copies of one task never run side by side (an evicted or deleted pod
+        # may run on for its grace period). It is also the only value the Job API
+        # accepts together with a podFailurePolicy (and its default there): explicit,
+        # so that the rule is visible and survives if the policy ever goes.
+        "podReplacementPolicy": "Failed",
         "template": {
             "metadata": {"labels": dict(labels)},
             "spec": {

@@ -14,14 +14,14 @@ Rules that matter for restart-safety:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Optional
 
 from lime_task.constants import TERMINAL_STATES
+from lime_task.termination import parse_report
 
-from . import jobs
+from . import attempts, logtail
 
 # Reasons of the Succeeded condition (docs/architecture.md).
 QUEUED = "Queued"
@@ -35,6 +35,16 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"
 POD_FAILED = "PodFailed"
 CANCELLED = "Cancelled"
 INVALID_TASK = "InvalidTask"
+# What happened to an attempt's pod (attempts.py reads them from the pod).
+OOM_KILLED = attempts.OOM_KILLED
+EVICTED = attempts.EVICTED
+PREEMPTED = attempts.PREEMPTED
+NODE_LOST = attempts.NODE_LOST
+POD_DELETED = attempts.POD_DELETED
+UNSCHEDULABLE = attempts.UNSCHEDULABLE
+# Keys of status.lastAttempt; a merge patch must null the ones a new record lacks, or
+# the previous attempt's error or log would stay attached to the new one.
+_LAST_ATTEMPT_KEYS = ("pod", "reason", "message", "exitCode", "startedAt", "error", "logTail")
 
 SUCCEEDED = "Succeeded"
 EVENT_PUBLISHED = "EventPublished"
@@ -134,19 +144,6 @@ def set_condition(
     return result
 
 
-def parse_termination_message(text: Optional[str]) -> Optional[dict[str, Any]]:
-    """The runner's report (``{"ok": ..., ...}``) or None if there is none or it is garbage."""
-    if not text:
-        return None
-    try:
-        report = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(report, dict) or not isinstance(report.get("ok"), bool):
-        return None
-    return report
-
-
 def _transition(
     task: Mapping[str, Any],
     state: str,
@@ -167,7 +164,11 @@ def _transition(
     }
     if generation is not None:
         status["observedGeneration"] = generation
+    # The condition's message, also at the top level for `kubectl get lt -o wide`.
+    status["message"] = attempts.cut(message)
     status.update({k: v for k, v in fields.items() if v is not None})
+    if isinstance(status.get("lastAttempt"), Mapping):
+        status["lastAttempt"] = {key: status["lastAttempt"].get(key) for key in _LAST_ATTEMPT_KEYS}
     return Transition(state=state, reason=reason, message=message, status=status)
 
 
@@ -240,35 +241,33 @@ def cancelled(task: Mapping[str, Any], job_name: str, now: datetime) -> Optional
 
 # ---------------------------------------------------------------- following the Job
 
+# How long a container may wait for a reason in attempts.STUCK_WAITING_REASONS before
+# the task fails (the operator's CONTAINER_START_TIMEOUT_SECONDS, settings.py).
+DEFAULT_START_TIMEOUT_SECONDS = 300
 
-def _container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    for status in statuses:
-        if status.get("name") == jobs.CONTAINER_NAME:
-            return status
-    return statuses[0] if statuses else {}
+# A record of a failed attempt in status.lastAttempt (CRD: status.lastAttempt).
+LastAttempt = dict[str, Any]
 
-
-def _running(pod: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
-    return (_container(pod).get("state") or {}).get("running")
+# Re-exported for the reconciler and older callers.
+pod_ran = attempts.ran
 
 
-def _terminated(pod: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
-    state = _container(pod).get("state") or {}
-    return state.get("terminated") or (_container(pod).get("lastState") or {}).get("terminated")
-
-
-def pod_ran(pod: Mapping[str, Any]) -> bool:
-    """Whether the task's process started in this pod (counts as an attempt)."""
-    if _running(pod):
-        return True
-    terminated = _terminated(pod)
-    return bool(terminated and terminated.get("startedAt"))
+def parse_termination_message(text: Optional[str]) -> Optional[dict[str, Any]]:
+    """The runner's report as a dict (``{"ok": ..., ...}``), or None; see
+    lime_task.termination.parse_report, the one parser."""
+    report = parse_report(text)
+    if report is None:
+        return None
+    return {"ok": True, "result": report.result} if report.ok else {"ok": False, "error": dict(report.error)}
 
 
 def _pod_order(pod: Mapping[str, Any]) -> tuple[str, str]:
     metadata = pod.get("metadata") or {}
     return (metadata.get("creationTimestamp") or "", metadata.get("name") or "")
+
+
+def _pod_name(pod: Mapping[str, Any]) -> str:
+    return (pod.get("metadata") or {}).get("name") or ""
 
 
 def _job_condition(job: Mapping[str, Any], type_: str) -> Optional[Mapping[str, Any]]:
@@ -282,21 +281,157 @@ def job_finished(job: Mapping[str, Any]) -> bool:
     return bool(_job_condition(job, "Complete") or _job_condition(job, "Failed"))
 
 
+def _deadline_passed(job: Mapping[str, Any]) -> bool:
+    """Whether the Job is failing or failed for its activeDeadlineSeconds (the Job
+    controller sets FailureTarget first, deletes the pods, then Failed)."""
+    return any(
+        (_job_condition(job, type_) or {}).get("reason") == "DeadlineExceeded"
+        for type_ in ("FailureTarget", "Failed")
+    )
+
+
+def count_attempts(task: Mapping[str, Any], job: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> int:
+    """How many pods ran the task, from what happened rather than what still exists.
+
+    The largest of: what the status already says (it never goes down), the pods seen
+    that ran, and the Job's own counters (status.failed + status.succeeded +
+    uncountedTerminatedPods, which count pods that are gone: evicted, deleted, lost)
+    minus the finished pods seen that never ran, plus the ones running now.
+    """
+    job_status = job.get("status") or {}
+    uncounted = job_status.get("uncountedTerminatedPods") or {}
+    counted = (
+        int(job_status.get("failed") or 0)
+        + int(job_status.get("succeeded") or 0)
+        + len(uncounted.get("failed") or [])
+        + len(uncounted.get("succeeded") or [])
+    )
+    never_ran = sum(1 for pod in pods if attempts.is_finished(pod) and not attempts.ran(pod))
+    active = sum(1 for pod in pods if attempts.running(pod) and not attempts.is_finished(pod))
+    recorded = int((task.get("status") or {}).get("attempts") or 0)
+    return max(recorded, sum(1 for pod in pods if attempts.ran(pod)), counted - never_ran + active)
+
+
+def _bounded_error(error: Mapping[str, Any]) -> dict[str, str]:
+    """An error within the CRD's bounds (type 256, message and traceback 4096 chars);
+    the traceback keeps its end, which names the failing line."""
+    traceback = str(error.get("traceback") or "")
+    if len(traceback) > 4096:
+        traceback = "...[cut]" + traceback[-(4096 - len("...[cut]")):]
+    return {
+        "type": attempts.cut(str(error.get("type") or ""), 256),
+        "message": attempts.cut(str(error.get("message") or ""), 4096),
+        "traceback": traceback,
+    }
+
+
+def _record(pod: Mapping[str, Any], outcome: attempts.Outcome, previous: Optional[Mapping[str, Any]],
+            log_tail: Optional[tuple[str, str]]) -> LastAttempt:
+    name = _pod_name(pod)
+    record: LastAttempt = {"pod": name, "reason": outcome.reason, "message": outcome.message}
+    if outcome.exit_code is not None:
+        record["exitCode"] = outcome.exit_code
+    started = (attempts.terminated(pod) or attempts.running(pod) or {}).get("startedAt")
+    if started:
+        record["startedAt"] = started
+    if outcome.error:
+        record["error"] = _bounded_error(outcome.error)
+    if log_tail is not None and log_tail[0] == name:
+        record["logTail"] = logtail.tail(log_tail[1])
+    elif previous and previous.get("pod") == name and previous.get("logTail") is not None:
+        record["logTail"] = previous["logTail"]
+    return record
+
+
+def _newest_failure(
+    task: Mapping[str, Any], job: Mapping[str, Any], pods: list[Mapping[str, Any]]
+) -> Optional[tuple[Mapping[str, Any], attempts.Outcome]]:
+    """The newest pod that failed, with how. Pods deleted by the Job's own deadline are
+    the deadline's doing, not a failure of the task: they are skipped, so the attempt
+    before keeps its exception."""
+    spec = task.get("spec") or {}
+    deadline = _deadline_passed(job)
+    for pod in reversed(pods):
+        outcome = attempts.failure(pod, spec)
+        if outcome is None:
+            continue
+        if deadline and outcome.reason == attempts.POD_DELETED:
+            continue
+        return pod, outcome
+    return None
+
+
+def last_attempt(
+    task: Mapping[str, Any],
+    job: Mapping[str, Any],
+    pods: list[Mapping[str, Any]],
+    log_tail: Optional[tuple[str, str]] = None,
+) -> Optional[LastAttempt]:
+    """The record of the task's last failed attempt: from the newest failed pod seen,
+    else what the status recorded while the pod still existed (eviction and node loss
+    delete pods; the record outlives them). None if no attempt failed.
+
+    `log_tail` is (pod name, log text) as read by the reconciler for that pod.
+    """
+    previous = (task.get("status") or {}).get("lastAttempt")
+    newest = _newest_failure(task, job, pods)
+    if newest is None:
+        return dict(previous) if previous else None
+    pod, outcome = newest
+    names = {_pod_name(p) for p in pods}
+    if previous and previous.get("pod") not in names:
+        # The recorded pod is gone; a pod created before it started is older.
+        created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+        recorded_start = parse_time(previous.get("startedAt"))
+        if created and recorded_start and created < recorded_start:
+            return dict(previous)
+    return _record(pod, outcome, previous, log_tail)
+
+
+def pod_needing_log(task: Mapping[str, Any], job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Optional[str]:
+    """The name of the failed pod whose log tail should be read now, or None.
+
+    The newest failed pod that ran, when the status has no tail of it yet, or only one
+    read before its container terminated (an evicted pod is read while it is being
+    stopped, in case it vanishes, and again once it has ended).
+    """
+    pods = sorted(pods, key=_pod_order)
+    newest = _newest_failure(task, job, pods)
+    if newest is None or not attempts.ran(newest[0]):
+        return None
+    pod = newest[0]
+    name = _pod_name(pod)
+    recorded = (task.get("status") or {}).get("lastAttempt") or {}
+    if recorded.get("pod") != name or "logTail" not in recorded:
+        return name
+    if attempts.terminated(pod) and recorded.get("exitCode") is None:
+        return name
+    return None
+
+
 def observe(
     task: Mapping[str, Any],
     job: Mapping[str, Any],
     pods: Iterable[Mapping[str, Any]],
     now: datetime,
+    start_timeout_seconds: int = DEFAULT_START_TIMEOUT_SECONDS,
+    log_tail: Optional[tuple[str, str]] = None,
 ) -> Optional[Transition]:
-    """The transition the task's Job and pods call for, or None if the status is current."""
+    """The transition the task's Job and pods call for, or None if the status is current.
+
+    start_timeout_seconds: how long a pod may wait for a reason in
+    attempts.STUCK_WAITING_REASONS (from its creation) before the task fails.
+    log_tail: (pod name, log text) of the pod pod_needing_log named, if it was read.
+    """
     if is_terminal(task):
         return None
     current = task.get("status") or {}
     name = (job.get("metadata") or {}).get("name") or current.get("jobName")
     pods = sorted(pods, key=_pod_order)
-    ran = [pod for pod in pods if pod_ran(pod)]
-    attempts = len(ran)
+    ran = [pod for pod in pods if attempts.ran(pod)]
+    count = count_attempts(task, job, pods)
     started_at = current.get("startedAt") or _first_start(ran)
+    last = last_attempt(task, job, pods, log_tail)
 
     complete = _job_condition(job, "Complete")
     failed = _job_condition(job, "Failed")
@@ -308,37 +443,77 @@ def observe(
             startedAt=started_at,
             finishedAt=format_time(finished),
             duration=format_duration((finished - start).total_seconds()) if start else None,
-            attempts=attempts,
+            attempts=count,
+            lastAttempt=last,
         )
         if complete:
             return _success(task, ran, now, common)
-        return _failure(task, job, failed, ran, now, common)
+        return _failure(task, failed, last, now, common)
 
-    if any(_running(pod) for pod in pods) or ran or current.get("state") == "STARTED":
+    waiting = next((pod for pod in reversed(pods) if not attempts.is_finished(pod)), None)
+    blocked = attempts.blocked(waiting) if waiting is not None else None
+    if blocked is not None and blocked.reason in attempts.STUCK_WAITING_REASONS:
+        created = parse_time((waiting.get("metadata") or {}).get("creationTimestamp")) or now
+        fails_at = created + timedelta(seconds=start_timeout_seconds)
+        if now >= fails_at or blocked.reason in attempts.HOPELESS_WAITING_REASONS:
+            return _cannot_start(task, blocked, name, started_at, count, last, now, start_timeout_seconds)
+
+    if any(attempts.running(pod) for pod in pods) or ran or current.get("state") == "STARTED":
         if (
             current.get("state") == "STARTED"
             and current.get("jobName") == name
-            and current.get("attempts") == attempts
+            and current.get("attempts") == count
+            and current.get("lastAttempt") == last
         ):
             return None
+        message = f"attempt {max(count, 1)} running"
+        if last is not None:
+            running_now = any(attempts.running(pod) and _pod_name(pod) != last["pod"] for pod in pods)
+            message = (f"attempt {max(count, 1)} running; the one before failed: {last['message']}" if running_now
+                       else f"attempt {max(count, 1)} ended: {last['message']}")
         return _transition(
             task,
             "STARTED",
             RUNNING,
-            f"attempt {max(attempts, 1)} running",
+            message,
             now,
             jobName=name,
             startedAt=started_at or format_time(now),
-            attempts=attempts,
+            attempts=count,
+            lastAttempt=last,
         )
+    if blocked is not None:
+        message = blocked.message
+        if blocked.reason in attempts.STUCK_WAITING_REASONS:
+            message = attempts.cut(f"{message}; the task fails at {format_time(fails_at)} unless the container starts")
+        if current.get("reason") == blocked.reason and _succeeded_message(task) == message:
+            return None
+        return _transition(task, "PENDING", blocked.reason, message, now, jobName=name)
     return pending(task, name, now)
+
+
+def _succeeded_message(task: Mapping[str, Any]) -> Optional[str]:
+    for condition in (task.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == SUCCEEDED:
+            return condition.get("message")
+    return None
+
+
+def _cannot_start(task, blocked, name, started_at, count, last, now, timeout) -> Transition:
+    """FAILURE: the container could not start within the operator's bound (or never can)."""
+    waited = ("kubelet cannot recover from it" if blocked.reason in attempts.HOPELESS_WAITING_REASONS
+              else f"still not started after {timeout}s (CONTAINER_START_TIMEOUT_SECONDS)")
+    message = attempts.cut(f"{blocked.message}; {waited}")
+    return _transition(
+        task, "FAILURE", blocked.reason, message, now,
+        error={"type": blocked.reason, "message": message, "traceback": ""},
+        jobName=name, startedAt=started_at, finishedAt=format_time(now), attempts=count, lastAttempt=last,
+    )
 
 
 def _first_start(ran: list[Mapping[str, Any]]) -> Optional[str]:
     for pod in ran:
-        running = _running(pod)
-        terminated = _terminated(pod)
-        start = (running or {}).get("startedAt") or (terminated or {}).get("startedAt")
+        start = (attempts.running(pod) or {}).get("startedAt") or (attempts.terminated(pod) or {}).get("startedAt")
         if start:
             return start
     return None
@@ -347,7 +522,7 @@ def _first_start(ran: list[Mapping[str, Any]]) -> Optional[str]:
 def _finish_time(condition: Mapping[str, Any], ran: list[Mapping[str, Any]], now: datetime) -> datetime:
     """When the task ended: its last process's end, else when the Job said so."""
     for pod in reversed(ran):
-        end = parse_time((_terminated(pod) or {}).get("finishedAt"))
+        end = parse_time((attempts.terminated(pod) or {}).get("finishedAt"))
         if end:
             return end
     return parse_time(condition.get("lastTransitionTime")) or now
@@ -355,14 +530,14 @@ def _finish_time(condition: Mapping[str, Any], ran: list[Mapping[str, Any]], now
 
 def _success(task, ran, now, common) -> Transition:
     for pod in reversed(ran):
-        terminated = _terminated(pod) or {}
+        terminated = attempts.terminated(pod) or {}
         if terminated.get("exitCode") != 0:
             continue
-        report = parse_termination_message(terminated.get("message"))
-        if report and report.get("ok"):
+        report = parse_report(terminated.get("message"))
+        if report and report.ok:
             return _transition(
                 task, "SUCCESS", COMPLETED, "the task returned a result", now,
-                result=report.get("result"), **common,
+                result=report.result, **common,
             )
     message = "the task's pod exited successfully but left no readable result"
     return _transition(
@@ -371,52 +546,34 @@ def _success(task, ran, now, common) -> Transition:
     )
 
 
-def _failure(task, job, failed, ran, now, common) -> Transition:
-    last = _terminated(ran[-1]) if ran else None
-    exit_code = (last or {}).get("exitCode")
-    report = parse_termination_message((last or {}).get("message"))
-    reported = report.get("error") if report and not report.get("ok") else None
+def _failure(task, failed, last, now, common) -> Transition:
+    """FAILURE with the last attempt's cause; DeadlineExceeded keeps that attempt's error."""
     job_reason = failed.get("reason") or ""
-
     if job_reason == "DeadlineExceeded":
-        timeout = ((task.get("spec") or {}).get("timeoutSeconds"))
+        timeout = (task.get("spec") or {}).get("timeoutSeconds")
         reason = DEADLINE_EXCEEDED
-        error = {
-            "type": DEADLINE_EXCEEDED,
-            "message": f"the task did not finish within timeoutSeconds={timeout}",
-            "traceback": "",
-        }
-    elif exit_code == jobs.EXIT_COULD_NOT_LOAD:
-        reason = COULD_NOT_LOAD
-        error = _error(reported, COULD_NOT_LOAD, "the runner could not load the task")
-    elif exit_code == jobs.EXIT_INVALID_RESULT:
-        reason = INVALID_RESULT
-        error = _error(reported, INVALID_RESULT, "the task's result is not JSON or too large")
-    elif exit_code == jobs.EXIT_TASK_RAISED and reported:
-        reason = TASK_RAISED
-        error = _error(reported, "Exception", "the task raised")
+        message = f"the task did not finish within timeoutSeconds={timeout}"
+        if last is not None and last.get("error"):
+            error = dict(last["error"])
+            message += f"; its last failed attempt raised {last['message']}"
+        elif last is not None:
+            message += f"; its last failed attempt: {last['message']}"
+            error = {"type": DEADLINE_EXCEEDED, "message": message, "traceback": ""}
+        else:
+            error = {"type": DEADLINE_EXCEEDED, "message": message, "traceback": ""}
+    elif last is not None:
+        reason = last["reason"]
+        error = dict(last.get("error") or {"type": reason, "message": last["message"], "traceback": ""})
+        message = last["message"]
     else:
-        reason = POD_FAILED
-        detail = (last or {}).get("reason") or failed.get("message") or job_reason or "unknown"
-        error = _error(
-            None,
-            POD_FAILED,
-            f"the task's pod failed (exit code {exit_code}, {detail})"
-            if exit_code is not None
-            else f"the task's pod failed ({detail})",
-        )
-    message = f"{error['type']}: {error['message']}"
-    return _transition(task, "FAILURE", reason, message[:1024], now, error=error, **common)
-
-
-def _error(reported: Any, default_type: str, default_message: str) -> dict[str, str]:
-    if isinstance(reported, Mapping):
-        return {
-            "type": str(reported.get("type") or default_type),
-            "message": str(reported.get("message") or default_message),
-            "traceback": str(reported.get("traceback") or ""),
-        }
-    return {"type": default_type, "message": default_message, "traceback": ""}
+        # The pods are gone and none was seen failing: deleted (or evicted, or lost
+        # with its node) before the operator saw how it ended. Say what is known.
+        reason = attempts.POD_DELETED
+        detail = failed.get("message") or job_reason or "no detail"
+        message = f"the task's pod is gone without a report (deleted, evicted or its node lost); the Job says: {detail}"
+        error = {"type": reason, "message": message, "traceback": ""}
+    error = _bounded_error(error)
+    return _transition(task, "FAILURE", reason, attempts.cut(message), now, error=error, **common)
 
 
 # ---------------------------------------------------------------- after the end
@@ -485,3 +642,4 @@ def may_delete(task: Mapping[str, Any], default_ttl_seconds: int, events_enabled
     if deadline is None or now < deadline:
         return False
     return event_confirmed(task) or not events_enabled
+

@@ -26,7 +26,7 @@ import re
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from . import kube
+from . import kube, values
 from .config import choose_namespace
 from .constants import ENV_NAMESPACE, TERMINAL_STATES
 from .errors import NotFoundError
@@ -80,7 +80,7 @@ class TaskStatus:
         return cls(
             id=obj["metadata"]["name"],
             status=state,
-            result=status.get("result") if state == "SUCCESS" else None,
+            result=values.status_result(status) if state == "SUCCESS" else None,
             error=status.get("error") if state == "FAILURE" else None,
             app=(obj.get("spec") or {}).get("app"),
             namespace=obj["metadata"].get("namespace"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Optional
 
+from . import values
 from .constants import LABEL_APP
 
 
@@ -98,7 +99,7 @@ def view_of(obj: Mapping[str, Any]) -> TaskView:
     return TaskView(
         id=metadata.get("name", ""),
         status=state,
-        result=status.get("result") if state == "SUCCESS" else None,
+        result=values.status_result(status) if state == "SUCCESS" else None,
         error=status.get("error") if state == "FAILURE" else None,
         task=spec.get("task", ""),
         app=spec.get("app") or (metadata.get("labels") or {}).get(LABEL_APP, ""),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from . import values
 from .constants import DEFAULT_EXCHANGE, ENV_BROKER_URL, ENV_EXCHANGE, TERMINAL_STATES
 from .models import TASK_PATH_PATTERN
 
@@ -173,7 +174,8 @@ def build_event_body(task_obj: Mapping[str, Any]) -> dict[str, Any]:
         "namespace": metadata.get("namespace"),
         "state": state,
         "reason": status.get("reason"),
-        "result": status.get("result") if state == "SUCCESS" else None,
+        # As the task returned it: integral floats restored (lime_task.values).
+        "result": values.status_result(status) if state == "SUCCESS" else None,
         "error": status.get("error") if state == "FAILURE" else None,
         "createdAt": _rfc3339(metadata.get("creationTimestamp")),
         "startedAt": _rfc3339(status.get("startedAt")),

@@ -11,15 +11,26 @@ import re
 from datetime import datetime
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .constants import MAX_ARGUMENTS_BYTES
+from . import values
+from .constants import MAX_ARGUMENTS_BYTES, TERMINATION_MESSAGE_LIMIT
 
 TASK_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 APP_NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 APP_NAME_MAX = 63
-TASK_PATH_MAX = 253
+# A task's events go out with routing key `core.task.{task}.{success|failure}.v1`
+# (lime_task.events.routing_key), an AMQP shortstr of at most 255 bytes (AMQP 0-9-1,
+# section 4.2.5.3). Task names are ASCII (TASK_PATH_PATTERN), so characters are bytes.
+AMQP_SHORTSTR_MAX = 255
+ROUTING_KEY_OVERHEAD = len("core.task.") + len(".failure.v1")  # ".success.v1" is as long
+TASK_PATH_MAX = AMQP_SHORTSTR_MAX - ROUTING_KEY_OVERHEAD  # 234
+# A result is at most TERMINATION_MESSAGE_LIMIT bytes of JSON: at most one float per 4.
+TERMINATION_FLOAT_PATHS_MAX = TERMINATION_MESSAGE_LIMIT // 4
+# JSON pointers of integral floats (lime_task.values.float_paths): at most one per
+# 4 bytes of arguments (`1.0,`), each no longer than the arguments themselves.
+MAX_FLOAT_PATHS = MAX_ARGUMENTS_BYTES // 4
 MAX_ARGS_ITEMS = 256
 MAX_KWARGS_PROPERTIES = 256
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -70,6 +81,9 @@ class LimeTaskSpec(_Model):
     image: Optional[str] = Field(default=None, min_length=1, max_length=512)
     resources: Optional[Resources] = None
     ttl_seconds_after_finished: Optional[int] = Field(default=None, ge=0)
+    # Where args/kwargs hold floats with an integral value, which the API server stores
+    # as integers (lime_task.values). Computed from the values; on the wire only.
+    float_paths: Optional[list[str]] = Field(default=None, max_length=MAX_FLOAT_PATHS)
 
     @field_validator("kwargs")
     @classmethod
@@ -80,6 +94,20 @@ class LimeTaskSpec(_Model):
             if not re.match(KWARG_NAME_PATTERN, key):
                 raise ValueError(f"keyword argument name {key!r} is not a Python identifier")
         return value
+
+    @model_validator(mode="after")
+    def _values_exact(self) -> "LimeTaskSpec":
+        """Refuse values that cannot arrive exactly (lime_task.values, naming the place),
+        turn the numbers `floatPaths` names back into floats, and recompute floatPaths
+        from the values: the sender (floats given) and the operator (reading what the
+        API server stored) both end with the exact values and the same floatPaths."""
+        values.check_arguments(self.args, self.kwargs)
+        arguments = values.restore(
+            {"args": self.args, "kwargs": self.kwargs}, self.float_paths, root="floatPaths"
+        )
+        self.args, self.kwargs = arguments["args"], arguments["kwargs"]
+        self.float_paths = values.float_paths(arguments) or None
+        return self
 
     def arguments_size(self) -> int:
         """Bytes of args + kwargs as compact JSON: what MAX_ARGUMENTS_BYTES bounds."""
@@ -120,6 +148,8 @@ class EventRecord(_Model):
 class LimeTaskStatus(_Model):
     state: Optional[State] = None
     result: Any = None
+    # lime_task.values.float_paths of the result (pointers from the result itself).
+    result_float_paths: Optional[list[str]] = Field(default=None, max_length=TERMINATION_FLOAT_PATHS_MAX)
     error: Optional[TaskError] = None
     reason: Optional[str] = Field(default=None, pattern=REASON_PATTERN, max_length=1024)
     started_at: Optional[datetime] = None

@@ -7,22 +7,18 @@ and reports the outcome in the termination message (see lime_task.termination) a
 LIME_TASK_TERMINATION_PATH (default /dev/termination-log). The pod therefore needs no
 Kubernetes API rights at all.
 
-Exit codes (`ExitCode`, the operator maps them to reasons, docs/architecture.md):
-
-- 0 SUCCESS: the function returned a JSON result that fits the message.
-- 1 TASK_RAISED: the function (or the app factory when called) raised; retried.
-- 3 COULD_NOT_LOAD: no or malformed LIME_TASK, import error, not a @task, a factory that
-  cannot be loaded, or arguments that do not fit the function's signature (checked with
-  inspect.signature before the call, so a TypeError raised *inside* the task still
-  counts as the task raising). Never retried: the same spec fails the same way.
-- 4 INVALID_RESULT: the result is not JSON or larger than the message can hold.
+Exit codes: `lime_task.termination.ExitCode` (the one definition, shared with the
+operator; docs/architecture.md "Runner"). Whatever happens while loading or calling the
+task - any BaseException, SystemExit and KeyboardInterrupt included, or an error while
+encoding the report - ends with a report in the termination message: an import that
+fails, however it fails, is CouldNotLoad (exit 3, never retried); anything raised by the
+task or the factory's call is exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import enum
 import inspect
 import json
 import logging
@@ -39,16 +35,15 @@ from .apps import FactoryLoadError, factory_from_env
 from .constants import ENV_TASK, ENV_TERMINATION_PATH, TERMINATION_MESSAGE_PATH
 from .models import RunnerTask, describe_errors
 from .tasks import TaskLoadError, load_task
-from .termination import InvalidResult, failure_message, success_message
+from .termination import (
+    COULD_NOT_LOAD,
+    ExitCode,
+    InvalidResult,
+    failure_message,
+    success_message,
+)
 
 log = logging.getLogger("lime_task.runner")
-
-
-class ExitCode(enum.IntEnum):
-    SUCCESS = 0
-    TASK_RAISED = 1
-    COULD_NOT_LOAD = 3
-    INVALID_RESULT = 4
 
 
 class CouldNotLoad(Exception):
@@ -65,11 +60,33 @@ class _Failure(Exception):
 
 
 def _format_traceback(error: BaseException) -> str:
-    """The traceback from the first frame outside this module: the user's code matters."""
+    """The traceback from the first frame outside this module: the user's code matters.
+
+    Never raises: an exception whose __str__ raises still gets its frames reported.
+    """
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(error), error, tb))
+    try:
+        return "".join(traceback.format_exception(type(error), error, tb))
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the report
+        return "".join(traceback.format_list(traceback.extract_tb(tb))) + f"{type(error).__name__}: <unprintable>\n"
+
+
+def describe(error: BaseException) -> str:
+    """A message for any exception, never raising.
+
+    SystemExit and KeyboardInterrupt usually carry no useful text (str(SystemExit(2)) is
+    "2"), so they say what happened; an exception whose __str__ raises says that.
+    """
+    if isinstance(error, SystemExit):
+        return f"sys.exit({error.code!r}) was called"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt, e.g. SIGINT)"
+    try:
+        return str(error)
+    except Exception as broken:  # noqa: BLE001 - see docstring
+        return f"<{type(error).__name__} whose message cannot be printed: {type(broken).__name__}>"
 
 
 def _fail(code: ExitCode, error: BaseException, error_type: Optional[str] = None) -> _Failure:
@@ -79,7 +96,11 @@ def _fail(code: ExitCode, error: BaseException, error_type: Optional[str] = None
         tb = _format_traceback(error)
     else:
         tb = _format_traceback(error.__cause__) if error.__cause__ is not None else ""
-    return _Failure(code, failure_message(error_type or type(error).__name__, str(error), tb))
+    return _Failure(code, failure_message(error_type or type(error).__name__, describe(error), tb))
+
+
+class _LoadFailed(Exception):
+    """Internal: importing the task raised something that is not an Exception."""
 
 
 def parse_task(raw: Optional[str]) -> RunnerTask:
@@ -121,29 +142,41 @@ def _run(environ: Mapping[str, str]) -> str:
     """Run the task; return the success message or raise _Failure."""
     try:
         spec = parse_task(environ.get(ENV_TASK))
-        function = load_task(spec.task)
-        factory = factory_from_env(environ)
-    except (CouldNotLoad, TaskLoadError, FactoryLoadError) as error:
-        raise _fail(ExitCode.COULD_NOT_LOAD, error, "CouldNotLoad") from error
+        try:
+            function = load_task(spec.task)
+            factory = factory_from_env(environ)
+        except (TaskLoadError, FactoryLoadError):
+            raise
+        except BaseException as error:
+            # tasks.load_task turns Exceptions into TaskLoadError; a module that calls
+            # sys.exit() (venv.__main__) or runs code that raises KeyboardInterrupt on
+            # import lands here. Retrying cannot help: the same import fails the same way.
+            raise _LoadFailed(
+                f"importing {spec.task!r} failed: {type(error).__name__}: {describe(error)}"
+            ) from error
+    except (CouldNotLoad, TaskLoadError, FactoryLoadError, _LoadFailed) as error:
+        raise _fail(ExitCode.COULD_NOT_LOAD, error, COULD_NOT_LOAD) from error
 
     log.info("running %s for app %s (task %s)", spec.task, spec.app, spec.id)
     try:
         app = factory(spec.app)
-    except Exception as error:
-        log.error("the application factory raised for app %s: %r", spec.app, error)
+    except BaseException as error:
+        log.error("the application factory raised for app %s: %s: %s", spec.app, type(error).__name__,
+                  describe(error))
         raise _fail(ExitCode.TASK_RAISED, error) from error
 
     try:
         check_signature(function, spec.task, app, spec.args, spec.kwargs)
     except CouldNotLoad as error:
-        raise _fail(ExitCode.COULD_NOT_LOAD, error, "CouldNotLoad") from error
+        raise _fail(ExitCode.COULD_NOT_LOAD, error, COULD_NOT_LOAD) from error
 
     started = time.monotonic()
     try:
         result = _call(function, app, spec.args, spec.kwargs)
-    except (Exception, SystemExit) as error:
+    except BaseException as error:  # SystemExit, KeyboardInterrupt, CancelledError too
         log.error(
-            "task %s raised %s after %.3fs: %s", spec.task, type(error).__name__, time.monotonic() - started, error
+            "task %s raised %s after %.3fs: %s", spec.task, type(error).__name__, time.monotonic() - started,
+            describe(error),
         )
         raise _fail(ExitCode.TASK_RAISED, error) from error
     elapsed = time.monotonic() - started
@@ -173,6 +206,14 @@ def run(environ: Mapping[str, str], termination_path: Path) -> ExitCode:
         code = ExitCode.SUCCESS
     except _Failure as failure:
         message, code = failure.message, failure.code
+    except BaseException as error:  # noqa: BLE001 - a report even when the runner itself fails
+        # Every phase of _run reports its own failures; reaching this means an error
+        # while building the report (or a bug here). Say so rather than exit silently.
+        message = failure_message(
+            type(error).__name__, f"the runner failed while reporting: {describe(error)}",
+            _format_traceback(error),
+        )
+        code = ExitCode.TASK_RAISED
     _write(termination_path, message)
     if code is ExitCode.COULD_NOT_LOAD:
         log.error("could not load the task: %s", json.loads(message)["error"]["message"])

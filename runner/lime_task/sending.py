@@ -7,15 +7,16 @@ no half-made object behind.
 
 from __future__ import annotations
 
-import json
+import copy
 import uuid
 from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import ValidationError
 
+from . import values
 from .constants import API_VERSION, KIND, LABEL_APP, MAX_ARGUMENTS_BYTES
 from .errors import InvalidTaskError
-from .models import LimeTaskSpec, describe_errors
+from .models import TASK_PATH_MAX, LimeTaskSpec, describe_errors
 from .tasks import TaskOptions, options_of, registered
 
 
@@ -54,37 +55,14 @@ def task_name_and_options(task: Any) -> tuple[str, Optional[TaskOptions]]:
     return options.name, options
 
 
-def _json_problem(value: Any) -> Optional[str]:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 def check_json_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    """InvalidTaskError naming the first argument that is not JSON (or not a valid key)."""
-    for index, value in enumerate(args):
-        problem = _json_problem(value)
-        if problem:
-            raise InvalidTaskError(
-                f"positional argument {index} of task {task_name!r} is not JSON-serialisable "
-                f"({problem}); task arguments travel as JSON"
-            )
-    for key, value in kwargs.items():
-        if not isinstance(key, str):
-            raise InvalidTaskError(f"keyword argument name {key!r} of task {task_name!r} is not a string")
-        problem = _json_problem(value)
-        if problem:
-            raise InvalidTaskError(
-                f"keyword argument {key!r} of task {task_name!r} is not JSON-serialisable "
-                f"({problem}); task arguments travel as JSON"
-            )
-
-
-def _as_json(value: Any) -> Any:
-    """The value as it will arrive in the task (tuples become lists, keys strings)."""
-    return json.loads(json.dumps(value, allow_nan=False))
+    """InvalidTaskError naming the first argument value that cannot arrive exactly
+    (lime_task.values: JSON types, int64, finite floats, valid Unicode, str keys,
+    nesting), by its place, e.g. ``args[1]['rows'][0]``, and the rule."""
+    try:
+        values.check_arguments(args, kwargs)
+    except values.ValueProblem as problem:
+        raise InvalidTaskError(f"task {task_name!r} cannot be sent: {problem}") from None
 
 
 def build_spec(
@@ -102,8 +80,13 @@ def build_spec(
 ) -> LimeTaskSpec:
     """The validated spec; explicit options win over the @task defaults."""
     kwargs = dict(kwargs or {})
-    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+    if type(args) not in (list, tuple):
         raise InvalidTaskError(f"args of task {task_name!r} must be a list or tuple, got {type(args).__name__}")
+    if len(task_name) > TASK_PATH_MAX:
+        raise InvalidTaskError(
+            f"task name {task_name[:40]!r}... is {len(task_name)} characters; at most {TASK_PATH_MAX}, so "
+            "that the event routing key core.task.<name>.failure.v1 fits AMQP's 255 bytes"
+        )
     check_json_arguments(task_name, args, kwargs)
     options: dict[str, Any] = dict(defaults.defaults()) if defaults else {}
     explicit = {
@@ -115,7 +98,10 @@ def build_spec(
     }
     options.update({key: value for key, value in explicit.items() if value is not None})
     try:
-        spec = LimeTaskSpec(task=task_name, app=app_name, args=_as_json(list(args)), kwargs=_as_json(kwargs), **options)
+        # Copies, so that changing the caller's objects later does not change the task.
+        spec = LimeTaskSpec(
+            task=task_name, app=app_name, args=copy.deepcopy(list(args)), kwargs=copy.deepcopy(kwargs), **options
+        )
     except ValidationError as error:
         raise InvalidTaskError(f"invalid task {task_name!r}: {describe_errors(error, 'spec')}") from None
     try:

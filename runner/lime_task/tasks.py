@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, overload
 
-from .models import MAX_RETRIES, MAX_TIMEOUT_SECONDS, TASK_PATH_PATTERN
+from .models import MAX_RETRIES, MAX_TIMEOUT_SECONDS, TASK_PATH_MAX, TASK_PATH_PATTERN
 
 MARKER = "__lime_task__"
 
@@ -112,6 +112,15 @@ def task(
             raise ValueError(
                 f"@task name of {owner} must be a dotted import path like "
                 f"'my_package.tasks.my_task', got {name!r}"
+            )
+        task_name = name or owner
+        if len(task_name) > TASK_PATH_MAX:
+            # The same bound as the CRD's spec.task: longer names make event routing keys
+            # longer than AMQP allows, so such a task could never be sent.
+            raise ValueError(
+                f"@task name of {owner} is {len(task_name)} characters; at most {TASK_PATH_MAX} "
+                "(the event routing key core.task.<name>.failure.v1 must fit AMQP's 255 bytes): "
+                "give a shorter name=..."
             )
         _check_int(owner, "retries", retries, 0, MAX_RETRIES)
         _check_int(owner, "timeout_seconds", timeout_seconds, 1, MAX_TIMEOUT_SECONDS)

@@ -1,5 +1,9 @@
 """The termination message: how a task pod reports its outcome without any API rights.
 
+This module is the whole contract between the runner (which writes) and the operator
+(which reads): the report's shape, its size rules and the runner's exit codes. Both
+sides import it, so the two can never drift apart (docs/architecture.md "Runner").
+
 The runner writes one compact JSON object to the container's termination-message file;
 kubelet copies it (at most 4096 bytes) into the pod status, where the operator reads it:
 
@@ -11,10 +15,76 @@ Pure functions only, so every size rule is unit-tested without a pod.
 
 from __future__ import annotations
 
+import enum
 import json
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from .constants import TERMINATION_MESSAGE_LIMIT
+
+
+class ExitCode(enum.IntEnum):
+    """The runner's exit codes; the operator maps them to the task's reason.
+
+    - SUCCESS 0: the function returned a JSON result that fits the message (Completed).
+    - TASK_RAISED 1: the function (or the app factory when called) raised anything,
+      SystemExit and KeyboardInterrupt included (TaskRaised); retried up to `retries`.
+    - COULD_NOT_LOAD 3: the task cannot be started as specified: bad input, an import
+      that fails however it fails (an exception, SystemExit, ...), not a @task, a bad
+      factory, arguments that do not fit (CouldNotLoad); never retried.
+    - INVALID_RESULT 4: the result cannot be encoded, or is too large (InvalidResult);
+      never retried.
+    """
+
+    SUCCESS = 0
+    TASK_RAISED = 1
+    COULD_NOT_LOAD = 3
+    INVALID_RESULT = 4
+
+
+# Exit codes for which running the same spec again cannot help: the Job's
+# podFailurePolicy fails the Job at once on them (jobs.py).
+NON_RETRIABLE_EXIT_CODES = (ExitCode.COULD_NOT_LOAD, ExitCode.INVALID_RESULT)
+
+# Error types the runner itself reports (rather than the task's own exception type).
+COULD_NOT_LOAD = "CouldNotLoad"
+INVALID_RESULT = "InvalidResult"
+
+
+@dataclass(frozen=True)
+class Report:
+    """A parsed termination message: `ok` with `result`, or not `ok` with `error`.
+
+    `error` is `{"type", "message", "traceback"}` with string values (missing ones are
+    empty strings) when `ok` is False, else empty.
+    """
+
+    ok: bool
+    result: Any = None
+    error: dict[str, str] = field(default_factory=dict)
+
+
+def parse_report(text: Optional[str]) -> Optional[Report]:
+    """The runner's report in a termination message, or None if there is none.
+
+    None for an empty message, text that is not JSON (e.g. kubelet's log tail under
+    FallbackToLogsOnError, or a message cut by kubelet) and JSON without a boolean `ok`:
+    the caller then judges the pod by its exit code alone.
+    """
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        return None
+    if data["ok"]:
+        return Report(ok=True, result=data.get("result"))
+    raw = data.get("error")
+    raw = raw if isinstance(raw, dict) else {}
+    error = {key: raw[key] if isinstance(raw.get(key), str) else "" for key in ("type", "message", "traceback")}
+    return Report(ok=False, error=error)
 
 # What '{"ok":true,"result":' + '}' costs around the result itself.
 _SUCCESS_OVERHEAD = len('{"ok":true,"result":}')
@@ -39,10 +109,22 @@ def success_message(result: Any, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
     """The success message for `result`; InvalidResult if it is not JSON or too large."""
     try:
         encoded = _dumps(result)
-    except (TypeError, ValueError) as error:
+    except RecursionError:
+        raise InvalidResult(
+            "the task's result is nested too deeply to encode as JSON; return a flatter summary"
+        ) from None
+    except Exception as error:  # TypeError/ValueError, or whatever a custom type raises
         raise InvalidResult(
             f"the task's result is not JSON-serialisable ({type(error).__name__}: {error}); "
             "return plain JSON data (dict, list, str, int, float, bool, None)"
+        ) from None
+    try:
+        encoded.encode("utf-8")
+    except UnicodeEncodeError as error:
+        # Lone surrogates (e.g. bytes decoded with surrogateescape) have no UTF-8 form.
+        raise InvalidResult(
+            f"the task's result contains text that is not valid Unicode ({error.reason} at "
+            f"position {error.start} of its JSON); return str values that are real text"
         ) from None
     message = '{"ok":true,"result":' + encoded + "}"
     size = _size(message)
@@ -53,6 +135,14 @@ def success_message(result: Any, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
             "Return a small summary and store large data elsewhere"
         )
     return message
+
+
+def _clean(text: Any) -> str:
+    """`text` as a str that UTF-8 can carry: lone surrogates become "?", so writing
+    the report can never fail on the error it describes."""
+    if not isinstance(text, str):
+        text = str(text)
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _cut_front(text: str, budget: int) -> str:
@@ -83,6 +173,7 @@ def failure_message(
     The traceback is cut from the front (its end names the failing line, which matters
     most); only if the type and message alone are too long is the message cut too.
     """
+    error_type, message, traceback = (_clean(text) for text in (error_type, message, traceback))
     error_type = _cut_back(error_type, 256)
 
     def build(msg: str, tb: str) -> str:

@@ -49,16 +49,40 @@ def test_build_spec_defaults():
     }
 
 
-def test_tuples_arrive_as_lists():
-    assert build_spec("pkg.tasks.add", "a", [(1, 2)]).args == [[1, 2]]
+def test_a_top_level_args_tuple_is_fine_but_a_nested_tuple_is_refused():
+    # send_task(*args) makes the top-level tuple; inside, a tuple would arrive as a list.
+    assert build_spec("pkg.tasks.add", "a", (1, [2])).args == [1, [2]]
+    with pytest.raises(InvalidTaskError, match=r"args\[0\]: a value of type tuple cannot travel as JSON exactly"):
+        build_spec("pkg.tasks.add", "a", [(1, 2)])
+
+
+def test_integral_floats_travel_with_their_places():
+    spec = build_spec("pkg.tasks.avg", "a", [2.0, 1.5, -0.0], {"scale": {"x": 1e20}})
+    assert spec.to_wire()["floatPaths"] == ["/args/0", "-/args/2", "/kwargs/scale/x"]
+    assert "floatPaths" not in build_spec("pkg.tasks.avg", "a", [1, 1.5]).to_wire()
+
+
+def test_the_senders_objects_are_copied():
+    rows = [{"id": 1}]
+    spec = build_spec("pkg.tasks.add", "a", [rows])
+    rows[0]["id"] = 2
+    assert spec.args == [[{"id": 1}]]
+
+
+def test_a_task_name_too_long_for_the_routing_key_is_refused():
+    name = "pkg." + "t" * 230  # 234 characters: the longest that fits
+    assert build_spec(name, "a").task == name
+    with pytest.raises(InvalidTaskError, match="at most 234"):
+        build_spec(name + "x", "a")
 
 
 @pytest.mark.parametrize(
     "args, kwargs, fragment",
     [
-        ([1, {1, 2}], {}, "positional argument 1 of task 'pkg.tasks.add' is not JSON-serialisable"),
-        ([], {"when": object()}, "keyword argument 'when' of task 'pkg.tasks.add' is not JSON-serialisable"),
-        ([float("nan")], {}, "positional argument 0"),
+        ([1, {1, 2}], {}, "task 'pkg.tasks.add' cannot be sent: args[1]: a value of type set cannot travel as JSON exactly"),
+        ([], {"when": object()}, "kwargs['when']: a value of type object cannot travel as JSON exactly"),
+        ([float("nan")], {}, "args[0]: nan is not a JSON number"),
+        ([{"rows": [{"id": 2**64 + 1}]}], {}, "args[0]['rows'][0]['id']: the integer 18446744073709551617 is outside int64"),
         ([], {"not-an-identifier": 1}, "is not a Python identifier"),
         ("abc", {}, "args of task 'pkg.tasks.add' must be a list or tuple"),
         (list(range(257)), {}, "args"),

@@ -138,3 +138,14 @@ def test_arguments_over_the_limit_are_invalid():
 def test_spec_that_the_schema_should_have_refused_is_invalid():
     with pytest.raises(InvalidTask, match="invalid spec: task"):
         build_job(task(task="not a dotted path"), SETTINGS)
+
+
+def test_a_replacement_pod_never_runs_beside_a_terminating_one():
+    job = build_job(task(retries=3), SETTINGS)
+    assert job["spec"]["podReplacementPolicy"] == "Failed"
+    # Disruptions (eviction, node loss) count against retries: no Ignore rule, which
+    # would re-run a task with retries=0.
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert [rule["action"] for rule in rules] == ["FailJob"]
+    assert all("onPodConditions" not in rule for rule in rules)
+    json.dumps(job)  # plain JSON for the API server (exit codes as ints, not enum members)

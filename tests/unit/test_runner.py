@@ -318,3 +318,124 @@ def test_the_runner_does_not_import_the_kubernetes_client():
     code = "import sys, lime_task.runner, lime_task; lime_task.task; print('kubernetes' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+# ------------------------------------------------------------ every outcome is reported (#11)
+
+REPORTING_EDGES = '''
+import sys
+
+from lime_task import task
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+class Custom(BaseException):
+    pass
+
+
+@task
+def interrupted(app):
+    raise KeyboardInterrupt
+
+
+@task
+def base_exception(app):
+    raise Custom("beyond Exception")
+
+
+@task
+def unprintable(app):
+    raise Unprintable()
+
+
+@task
+def surrogate_message(app):
+    raise ValueError(b"caf\\xe9".decode("utf-8", "surrogateescape"))
+
+
+@task
+def exits_zero(app):
+    sys.exit(0)
+'''
+
+
+@pytest.fixture
+def reporting_edges(tmp_path, monkeypatch):
+    (tmp_path / "reporting_edges.py").write_text(textwrap.dedent(REPORTING_EDGES))
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(2)\n")
+    (tmp_path / "interrupts_on_import.py").write_text("raise KeyboardInterrupt\n")
+    (tmp_path / "base_on_import.py").write_text("class B(BaseException):\n    pass\nraise B('odd')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # unittest.__main__ runs test discovery in the working directory on import.
+    monkeypatch.chdir(tmp_path)
+    for name in ("exits_on_import", "interrupts_on_import", "base_on_import"):
+        sys.modules.pop(name, None)
+    yield tmp_path
+    for name in ("venv.__main__", "unittest.__main__"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    "task, fragment",
+    [
+        ("venv.__main__.main", "SystemExit"),  # argparse exits 2 on import (seen on a cluster)
+        ("unittest.__main__.main", "SystemExit"),  # runs unittest.main() on import, exits
+        ("exits_on_import.main", "sys.exit(2)"),
+        ("interrupts_on_import.main", "KeyboardInterrupt"),
+        ("base_on_import.main", "B: odd"),
+    ],
+)
+def test_any_failing_import_is_could_not_load_never_retried(run, reporting_edges, task, fragment):
+    code, message = run(task)
+    assert code == ExitCode.COULD_NOT_LOAD == 3
+    assert message["error"]["type"] == "CouldNotLoad"
+    assert fragment in message["error"]["message"]
+    assert task.rsplit(".", 1)[0] in message["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "task, error_type, fragment",
+    [
+        ("reporting_edges.interrupted", "KeyboardInterrupt", "interrupted"),
+        ("reporting_edges.base_exception", "Custom", "beyond Exception"),
+        ("reporting_edges.unprintable", "Unprintable", "cannot be printed"),
+        ("reporting_edges.exits_zero", "SystemExit", "sys.exit(0)"),
+        ("reporting_edges.surrogate_message", "ValueError", "caf?"),
+    ],
+)
+def test_any_base_exception_in_the_task_is_reported_and_retriable(run, reporting_edges, task, error_type, fragment):
+    code, message = run(task)
+    assert code == ExitCode.TASK_RAISED
+    assert message["ok"] is False
+    assert message["error"]["type"] == error_type
+    assert fragment in message["error"]["message"]
+    assert "reporting_edges.py" in message["error"]["traceback"]
+
+
+def test_a_failure_while_reporting_still_writes_a_report(monkeypatch, tmp_path):
+    import lime_task.runner as runner_module
+
+    def broken(environ):
+        raise MemoryError("while encoding")
+
+    monkeypatch.setattr(runner_module, "_run", broken)
+    path = tmp_path / "termination-log"
+    code = runner_module.run({}, path)
+    report = json.loads(path.read_text())
+    assert code == ExitCode.TASK_RAISED
+    assert report["error"]["type"] == "MemoryError"
+    assert "while reporting" in report["error"]["message"]
+
+
+def test_python_m_runner_reports_a_module_that_exits_on_import(tmp_path):
+    path = tmp_path / "termination-log"
+    env = {**os.environ, "LIME_TASK": json.dumps({"id": "t", "task": "venv.__main__.main", "app": "a"}),
+           "LIME_TASK_TERMINATION_PATH": str(path)}
+    done = subprocess.run([sys.executable, "-m", "lime_task.runner"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert json.loads(path.read_text())["error"]["type"] == "CouldNotLoad"

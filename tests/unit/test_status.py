@@ -243,3 +243,252 @@ def test_ttl_waits_for_the_event_unless_events_are_disabled():
     # The default TTL applies when the task has none; running tasks never expire.
     assert status.expiry(task("SUCCESS", finishedAt=finished), 60) == datetime(2025, 1, 2, 3, 5, tzinfo=timezone.utc)
     assert status.expiry(task("STARTED"), 60) is None
+
+
+# ------------------------------------------------------------ every failure names its cause (#11)
+
+def failed_job(reason="BackoffLimitExceeded", failed=1, message="Job has reached the specified backoff limit"):
+    body = job(("Failed", reason))
+    body["status"]["conditions"][0]["message"] = message
+    body["status"]["failed"] = failed
+    return body
+
+
+def with_status(p, **fields):
+    p["status"].update(fields)
+    return p
+
+
+def deleting(p):
+    p["metadata"]["deletionTimestamp"] = "2025-01-02T03:02:00Z"
+    return p
+
+
+def disrupted(p, reason, message="Eviction API: evicting"):
+    p["status"].setdefault("conditions", []).append(
+        {"type": "DisruptionTarget", "status": "True", "reason": reason, "message": message})
+    return p
+
+
+def waiting_pod(name, created, reason, message="", scheduled=True):
+    p = pod(name, created, "waiting")
+    p["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": message}}
+    p["status"]["phase"] = "Pending"
+    return p
+
+
+def started(**fields):
+    return task("STARTED", reason="Running", jobName="lt-t1", attempts=1, startedAt="2025-01-02T03:01:00Z", **fields)
+
+
+def stored(transition, spec=None):
+    """The task as the API server stores it after the transition's merge patch."""
+    fields = dict(transition.status)
+    if isinstance(fields.get("lastAttempt"), dict):
+        fields["lastAttempt"] = {k: v for k, v in fields["lastAttempt"].items() if v is not None}
+    return {**task(spec=spec), "status": fields}
+
+
+def record_then_finish(pods_while_running, job_at_end, pods_at_end, spec=None, log=None):
+    """Feed the operator the running pods (it records the attempt), then the end."""
+    running_task = task("STARTED", spec=spec, reason="Running", jobName="lt-t1", attempts=1,
+                        startedAt="2025-01-02T03:01:00Z")
+    first = status.observe(running_task, job(), pods_while_running, NOW, log_tail=log)
+    assert first is not None and first.state == "STARTED"
+    return first, status.observe(stored(first, spec), job_at_end, pods_at_end, NOW)
+
+
+@pytest.mark.parametrize(
+    "disruption, reason",
+    [("EvictionByEvictionAPI", "Evicted"), ("TerminationByKubelet", "Evicted"),
+     ("PreemptionByScheduler", "Preempted"), ("DeletionByTaintManager", "NodeLost"),
+     ("DeletionByPodGC", "NodeLost")],
+)
+def test_a_disrupted_pod_that_is_gone_at_the_end_keeps_its_cause_attempts_and_start(disruption, reason):
+    running = disrupted(deleting(pod("p1", "2025-01-02T03:00:00Z", "running")), disruption, "why: drain")
+    first, end = record_then_finish([running], failed_job(failed=1), [])
+    assert first.status["lastAttempt"]["reason"] == reason
+    assert (end.state, end.reason) == ("FAILURE", reason)
+    assert end.status["attempts"] == 1
+    assert end.status["startedAt"] == "2025-01-02T03:01:00Z"
+    assert "why: drain" in end.status["error"]["message"]
+    assert end.status["error"]["type"] == reason
+
+
+def test_attempts_come_from_the_job_counters_when_the_pods_are_gone():
+    gone = failed_job(failed=3)
+    gone["status"]["uncountedTerminatedPods"] = {"failed": ["uid-4"]}
+    t = status.observe(task("STARTED", startedAt="2025-01-02T03:01:00Z"), gone, [], NOW)
+    assert t.status["attempts"] == 4
+    # Never less than what the status already said.
+    t = status.observe(task("STARTED", attempts=5), failed_job(failed=1), [], NOW)
+    assert t.status["attempts"] == 5
+
+
+def test_a_pod_that_never_ran_does_not_count_as_an_attempt():
+    never = with_status(pod("p1", "2025-01-02T03:00:00Z", "waiting"), phase="Failed", reason="Evicted",
+                        message="The node was low on resource: memory.")
+    t = status.observe(task(), failed_job(failed=1), [never], NOW)
+    assert t.status["attempts"] == 0
+    assert (t.reason, t.status["error"]["type"]) == ("Evicted", "Evicted")
+    assert "low on resource" in t.status["error"]["message"]
+
+
+def test_kubelet_node_pressure_eviction_is_evicted():
+    p = with_status(pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 137), phase="Failed", reason="Evicted",
+                    message="The node was low on resource: memory.")
+    t = status.observe(task(), failed_job(), [p], NOW)
+    assert t.reason == "Evicted" and t.status["attempts"] == 1
+
+
+@pytest.mark.parametrize("limit, fragment", [("64Mi", "memory limit of 64Mi"), (None, "no memory limit set")])
+def test_oom_killed_names_the_memory_limit(limit, fragment):
+    p = pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 137)
+    p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    spec = {"resources": {"limits": {"memory": limit}}} if limit else {}
+    t = status.observe(task(spec=spec), failed_job(), [p], NOW)
+    assert (t.state, t.reason) == ("FAILURE", "OOMKilled")
+    assert fragment in t.status["error"]["message"] and "exit code 137" in t.status["error"]["message"]
+    assert t.status["error"]["type"] == "OOMKilled"
+
+
+def test_deadline_keeps_the_last_attempts_exception():
+    error = {"type": "ValueError", "message": "boom", "traceback": "Traceback...\nValueError: boom"}
+    raised = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    # The deadline's own kill of the running retry is not the task's failure.
+    killed = deleting(pod("p2", "2025-01-02T03:02:00Z", "terminated", None, 143, started="2025-01-02T03:02:10Z"))
+    t = status.observe(task(spec={"timeoutSeconds": 5}), failed_job("DeadlineExceeded", 2), [raised, killed], NOW)
+    assert (t.state, t.reason) == ("FAILURE", "DeadlineExceeded")
+    assert t.status["error"] == error
+    assert "timeoutSeconds=5" in t.message and "ValueError: boom" in t.message
+    assert t.status["attempts"] == 2
+
+
+def test_deadline_keeps_the_recorded_exception_when_the_pods_are_gone():
+    error = {"type": "ValueError", "message": "boom", "traceback": "tb"}
+    raised = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    first, end = record_then_finish([raised], failed_job("DeadlineExceeded"), [], spec={"timeoutSeconds": 5})
+    assert end.reason == "DeadlineExceeded" and end.status["error"] == error
+
+
+def test_deadline_job_failure_target_does_not_record_the_killed_pod():
+    error = {"type": "ValueError", "message": "boom", "traceback": "tb"}
+    raised = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    killed = deleting(pod("p2", "2025-01-02T03:02:00Z", "running", started="2025-01-02T03:02:10Z"))
+    failing = job(("FailureTarget", "DeadlineExceeded"))
+    t = status.observe(task("STARTED", spec={"timeoutSeconds": 5}), failing, [raised, killed], NOW)
+    assert t.status["lastAttempt"]["error"] == error
+
+
+def test_a_deleted_pod_is_pod_deleted():
+    running = deleting(pod("p1", "2025-01-02T03:00:00Z", "running"))
+    first, end = record_then_finish([running], failed_job(), [])
+    assert (end.reason, end.status["attempts"]) == ("PodDeleted", 1)
+    assert "deleted before the task finished" in end.status["error"]["message"]
+
+
+def test_a_pod_gone_without_any_trace_is_pod_deleted_with_the_jobs_words():
+    t = status.observe(task("STARTED", attempts=1), failed_job(message="Job has reached the specified backoff limit"),
+                       [], NOW)
+    assert t.reason == "PodDeleted"
+    assert "backoff limit" in t.status["error"]["message"]
+
+
+def test_a_failed_attempt_is_recorded_while_the_job_retries():
+    error = {"type": "ValueError", "message": "boom", "traceback": "tb"}
+    failed_pod = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    retry = pod("p2", "2025-01-02T03:02:00Z", "running", started="2025-01-02T03:02:10Z")
+    t = status.observe(started(), job(), [failed_pod, retry], NOW, log_tail=("p1", "line 1\nline 2\n"))
+    assert (t.state, t.reason) == ("STARTED", "Running")
+    assert t.status["attempts"] == 2
+    last = t.status["lastAttempt"]
+    assert (last["pod"], last["reason"], last["exitCode"], last["error"]) == ("p1", "TaskRaised", 1, error)
+    assert last["logTail"] == "line 1\nline 2\n"
+    assert "attempt 2 running; the one before failed: ValueError: boom" == t.message
+    assert t.status["message"] == t.message
+
+
+def test_a_new_attempt_record_nulls_the_previous_ones_fields_in_the_patch():
+    previous = {"pod": "p1", "reason": "TaskRaised", "message": "E: x", "exitCode": 1,
+                "error": {"type": "E", "message": "x", "traceback": ""}, "logTail": "old log"}
+    evicted = disrupted(deleting(pod("p2", "2025-01-02T03:02:00Z", "running")), "EvictionByEvictionAPI")
+    t = status.observe(started(lastAttempt=previous), job(), [evicted], NOW)
+    last = t.status["lastAttempt"]
+    assert last["pod"] == "p2" and last["reason"] == "Evicted"
+    # JSON merge patch: a key left out would keep p1's error and log under p2.
+    assert last["error"] is None and last["logTail"] is None and last["exitCode"] is None
+
+
+def test_which_pod_log_to_read():
+    error = {"type": "E", "message": "x", "traceback": ""}
+    failed_pod = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    assert status.pod_needing_log(started(), job(), [failed_pod]) == "p1"
+    have = {"pod": "p1", "reason": "TaskRaised", "message": "E: x", "exitCode": 1, "logTail": "..."}
+    assert status.pod_needing_log(started(lastAttempt=have), job(), [failed_pod]) is None
+    # Read while being evicted (no exit code yet), read again once it has ended.
+    early = {"pod": "p1", "reason": "Evicted", "message": "m", "logTail": "..."}
+    ended = disrupted(deleting(pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 143)), "EvictionByEvictionAPI")
+    assert status.pod_needing_log(started(lastAttempt=early), job(), [ended]) == "p1"
+    # Nothing failed, or the pod never ran: nothing to read.
+    assert status.pod_needing_log(started(), job(), [pod("p1", "2025-01-02T03:00:00Z", "running")]) is None
+
+
+def test_the_log_tail_outlives_the_pod():
+    error = {"type": "E", "message": "x", "traceback": ""}
+    failed_pod = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    first, end = record_then_finish([failed_pod], failed_job(), [], log=("p1", "last words\n"))
+    assert end.status["lastAttempt"]["logTail"] == "last words\n"
+    assert end.reason == "TaskRaised"
+
+
+def test_unschedulable_stays_pending_with_the_schedulers_message():
+    p = pod("p1", "2025-01-02T03:00:00Z", "waiting")
+    p["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 Insufficient memory."}]}
+    t = status.observe(task("PENDING", reason="Pending", jobName="lt-t1"), job(), [p], NOW + timedelta(days=1))
+    assert (t.state, t.reason) == ("PENDING", "Unschedulable")
+    assert t.status["message"] == "0/1 nodes are available: 1 Insufficient memory."
+    assert condition(t.status)["status"] == "Unknown"
+    # Written once.
+    seen = stored(t)
+    assert status.observe(seen, job(), [p], NOW + timedelta(days=2)) is None
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
+                                    "CreateContainerError", "RegistryUnavailable"])
+def test_a_container_that_cannot_start_fails_after_the_bounded_wait(reason):
+    created = "2025-01-02T03:00:00Z"
+    p = waiting_pod("p1", created, reason, "kubelet says: no such image")
+    early = status.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 1, tzinfo=timezone.utc), start_timeout_seconds=120)
+    assert (early.state, early.reason) == ("PENDING", reason)
+    assert "kubelet says: no such image" in early.message and "2025-01-02T03:02:00Z" in early.message
+    late = status.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 2, tzinfo=timezone.utc), start_timeout_seconds=120)
+    assert (late.state, late.reason) == ("FAILURE", reason)
+    assert late.status["error"]["type"] == reason
+    assert "kubelet says: no such image" in late.status["error"]["message"] and "120s" in late.message
+    assert late.status["attempts"] == 0 and late.status["finishedAt"] == "2025-01-02T03:02:00Z"
+
+
+@pytest.mark.parametrize("reason", ["InvalidImageName", "ErrImageNeverPull"])
+def test_a_container_that_can_never_start_fails_at_once(reason):
+    p = waiting_pod("p1", "2025-01-02T03:00:00Z", reason, "bad name")
+    t = status.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 0, 1, tzinfo=timezone.utc))
+    assert (t.state, t.reason) == ("FAILURE", reason)
+
+
+def test_container_creating_is_not_stuck():
+    p = waiting_pod("p1", "2025-01-02T03:00:00Z", "ContainerCreating")
+    t = status.observe(task(), job(), [p], NOW + timedelta(days=1), start_timeout_seconds=1)
+    assert (t.state, t.reason) == ("PENDING", "Pending")
+
+
+def test_status_texts_stay_within_the_crd_bounds():
+    error = {"type": "T" * 1000, "message": "m" * 9000, "traceback": "t" * 9000 + "END"}
+    p = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
+    t = status.observe(task(), failed_job(), [p], NOW, log_tail=("p1", "x" * 100_000))
+    assert len(t.status["error"]["type"]) <= 256 and len(t.status["error"]["message"]) <= 4096
+    assert len(t.status["error"]["traceback"]) <= 4096 and t.status["error"]["traceback"].endswith("END")
+    assert len(t.status["message"]) <= 1024 and t.status["message"].endswith("...[cut]")
+    assert len(t.status["lastAttempt"]["message"]) <= 1024
+    assert len(t.status["lastAttempt"]["logTail"].encode()) <= 2048

@@ -45,6 +45,13 @@ def test_bad_options_are_refused_naming_the_option(options, message):
         task(**options)(lambda app: None)
 
 
+def test_a_name_too_long_for_the_event_routing_key_is_refused_at_decoration():
+    longest = "pkg." + "t" * 230  # 234 characters: core.task.<name>.failure.v1 is 255 bytes
+    task(name=longest)(lambda app: None)
+    with pytest.raises(ValueError, match="235 characters; at most 234"):
+        task(name=longest + "x")(lambda app: None)
+
+
 def test_non_integer_retries_is_a_type_error():
     with pytest.raises(TypeError, match="retries"):
         task(retries="3")(lambda app: None)
