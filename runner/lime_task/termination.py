@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from . import values
 from .constants import TERMINATION_MESSAGE_LIMIT
 
 
@@ -106,7 +107,13 @@ def _size(text: str) -> int:
 
 
 def success_message(result: Any, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-    """The success message for `result`; InvalidResult if it is not JSON or too large."""
+    """The success message for `result`; InvalidResult if it would not arrive exactly
+    (lime_task.values: the message names the place, e.g. ``result['rows'][0]``, and the
+    rule) or is too large."""
+    try:
+        values.check(result, "result")
+    except values.ValueProblem as problem:
+        raise InvalidResult(f"the task's result cannot be reported exactly: {problem}") from None
     try:
         encoded = _dumps(result)
     except RecursionError:

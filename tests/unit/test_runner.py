@@ -246,11 +246,18 @@ def test_multibyte_result_is_measured_in_bytes(run):
     assert "4202 bytes" in message["error"]["message"]
 
 
-@pytest.mark.parametrize("task", ["sample_tasks.tasks.unserialisable", "runner_edge_tasks.returns_nan"])
-def test_result_that_is_not_json_exits_4(run, task):
+@pytest.mark.parametrize(
+    "task, fragment",
+    [
+        ("sample_tasks.tasks.unserialisable", "result['values']: a value of type set cannot travel as JSON exactly"),
+        ("runner_edge_tasks.returns_nan", "result: nan is not a JSON number"),
+    ],
+)
+def test_result_that_is_not_json_exits_4_naming_the_place(run, task, fragment):
     code, message = run(task)
     assert code == 4
-    assert "not JSON-serialisable" in message["error"]["message"]
+    assert message["error"]["type"] == "InvalidResult"
+    assert fragment in message["error"]["message"]
 
 
 def test_long_traceback_is_cut_from_the_front(run):
