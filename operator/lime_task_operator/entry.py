@@ -9,6 +9,9 @@ from typing import Optional, Sequence
 
 from .settings import SettingsError, load_settings
 
+# See main(): above the API server's JSON nesting limit (10,000) plus the watch envelope.
+RECURSION_LIMIT = 10_100 + 1_000
+
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -41,6 +44,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from . import handlers  # noqa: F401 - registers the handlers
 
+    # The API server accepts JSON nested up to 10,000 levels (Go's encoding/json limit,
+    # measured: 9,990 levels of args are stored, 10,050 refused). Python's JSON decoder
+    # counts each level against the recursion limit (1,000 by default), so with the
+    # default a single such LimeTask made every list of its namespace fail. Above that
+    # depth, any body the API server returns can be parsed (informer threads get a large
+    # stack for it; informer.THREAD_STACK_BYTES). Such a task then ends as InvalidTask.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     # pika logs several ERROR lines for every failed connection attempt; the publisher
@@ -51,6 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # only nudge the reconciler, whose own log says what happened.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The health endpoint answers 500 while the operator cannot serve (handlers.probe);
+    # kopf logs the probe's reason, aiohttp would add a traceback for every request.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

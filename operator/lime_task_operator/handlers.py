@@ -1,80 +1,164 @@
-"""The kopf handlers: feed the indexes and nudge the reconciler, nothing else.
+"""The kopf wiring: start the informers and the reconciler, report health, stop them.
 
-All are async on purpose: they run on the event loop, where the reconciler's queues
-live (sync handlers would run in threads).
+kopf runs the operator's lifecycle (start-up and clean-up, the health endpoint, logging
+and posting its own warnings). The watching itself is done by our informers
+(informer.py explains why not kopf's per-object watches and indexes), so no resource
+handler is registered here.
 
-Three watches (LimeTasks, our Jobs, their pods) keep in-memory indexes; kopf fills
-them from the initial listing before any other handler runs, which is what lets the
-reconciler count running tasks correctly right after a restart.
+Health (`--liveness URL`, the chart's probes): the probe fails until every informer
+has applied its first complete list and the reconciler runs, and again whenever an
+informer has heard nothing from the API server for longer than ``STALE_AFTER_SECONDS``
+(a watch is re-opened at least every few minutes and bookmarks arrive in between), so
+an operator that cannot serve is never reported ready.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import time
+from typing import Any, Optional
 
 import kopf
 
-from lime_task.constants import GROUP, LABEL_MANAGED_BY, LABEL_TASK_ID, MANAGED_BY, PLURAL, VERSION
+from lime_task.constants import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 
 from . import kopf_settings, views
+from .cache import JOBS, PODS, Cache
+from .informer import WATCH_READ_TIMEOUT, Informer, Resource
 from .kube import Kube
 from .reconciler import Reconciler
 
-OURS = {LABEL_MANAGED_BY: MANAGED_BY}
+log = logging.getLogger(__name__)
+
+TASKS = Resource(GROUP, VERSION, PLURAL)
+JOB_RESOURCE = Resource("batch", "v1", "jobs")
+POD_RESOURCE = Resource("", "v1", "pods")
+OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+# An informer silent for longer than a watch can last (plus a margin) is deaf.
+STALE_AFTER_SECONDS = WATCH_READ_TIMEOUT + 60
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-async def lt_tasks(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
-    return {(namespace, name): views.task_view(body)}
+class Wiring:
+    """The informers of one operator process and what they feed."""
 
+    def __init__(self, config: Any, namespaces: list[str], kube: Kube, reconciler: Reconciler,
+                 cache: Cache) -> None:
+        self.config = config
+        self.cache = cache
+        self.reconciler = reconciler
+        self.informers: list[Informer] = []
+        self.started = time.monotonic()
+        self.synced_at: Optional[float] = None
+        scopes: list[Optional[str]] = list(namespaces) or [None]
+        for namespace in scopes:
+            self.informers.append(Informer(kube, TASKS, namespace, "", self._reduce_task, self._on_task,
+                                           self._on_synced))
+            self.informers.append(Informer(kube, JOB_RESOURCE, namespace, OURS, self._reduce_job,
+                                           self._on_child(JOBS), self._on_synced))
+            self.informers.append(Informer(kube, POD_RESOURCE, namespace, OURS, self._reduce_pod,
+                                           self._on_child(PODS), self._on_synced))
 
-@kopf.index("batch", "v1", "jobs", labels=OURS)
-async def lt_jobs(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict | None:
-    task = labels.get(LABEL_TASK_ID)
-    return {(namespace, task): views.job_view(body)} if task else None
+    # ------------------------------------------------------------ reductions (informer threads)
 
+    def _reduce_task(self, body: dict[str, Any]) -> Any:
+        metadata = body.get("metadata") or {}
+        key = (metadata.get("namespace") or "", metadata.get("name") or "")
+        return key, views.task_view(body, self.config.events_enabled)
 
-@kopf.index("v1", "pods", labels=OURS)
-async def lt_pods(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict | None:
-    task = labels.get(LABEL_TASK_ID)
-    return {(namespace, task): views.pod_view(body)} if task else None
+    @staticmethod
+    def _reduce_job(body: dict[str, Any]) -> Any:
+        owner = views.task_key_of_child(body)
+        return (owner, views.job_view(body)) if owner else None
 
+    @staticmethod
+    def _reduce_pod(body: dict[str, Any]) -> Any:
+        owner = views.task_key_of_child(body)
+        return (owner, views.pod_view(body)) if owner else None
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def task_event(type: str | None, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.on_task_event(type, (namespace, name), body)
+    # ------------------------------------------------------------ deliveries (event loop)
 
+    def _on_task(self, kind: str, key: Any, owner: Any, view: Any) -> None:
+        if kind == "DELETED":
+            self.cache.drop_task(key)
+        else:
+            self.cache.put_task(key, view)
+        self.reconciler.on_task_event(kind, key, view)
 
-@kopf.on.event("batch", "v1", "jobs", labels=OURS)
-async def job_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    if labels.get(LABEL_TASK_ID):
-        memo.reconciler.on_child_event((namespace, labels[LABEL_TASK_ID]))
+    def _on_child(self, child_kind: str):
+        def deliver(kind: str, key: Any, owner: Any, view: Any) -> None:
+            if kind == "DELETED":
+                owner = self.cache.drop_child(child_kind, key)
+            elif not self.cache.put_child(child_kind, key, owner, view):
+                return
+            if owner is not None:
+                self.reconciler.on_child_event(owner)
+        return deliver
 
+    def _on_synced(self) -> None:
+        if self.synced_at is None and all(informer.synced for informer in self.informers):
+            self.synced_at = time.monotonic()
+            dropped = self.cache.prune()
+            self.reconciler.start()
+            log.info("lime-task operator started: caches synced in %.1fs, %s (%d children of "
+                     "finished tasks not kept); serving", self.synced_at - self.started,
+                     self.cache.counts(), dropped)
 
-@kopf.on.event("v1", "pods", labels=OURS)
-async def pod_event(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    if labels.get(LABEL_TASK_ID):
-        memo.reconciler.on_child_event((namespace, labels[LABEL_TASK_ID]))
+    # ------------------------------------------------------------ lifecycle and health
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for informer in self.informers:
+            informer.start(loop)
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    def health(self) -> dict[str, Any]:
+        """The probe's answer; raises while the operator cannot serve."""
+        if self.synced_at is None:
+            waiting = [i.name for i in self.informers if not i.synced]
+            raise kopf.PermanentError(f"not ready: waiting for the first list of {', '.join(waiting)}")
+        now = time.monotonic()
+        deaf = [i.name for i in self.informers if now - i.last_contact > STALE_AFTER_SECONDS]
+        if deaf:
+            raise kopf.PermanentError(f"not ready: no answer from the API server for {', '.join(deaf)}")
+        return {"synced": True, **self.cache.counts(), "queue": self.reconciler.main.depth}
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, lt_tasks: kopf.Index,
-            lt_jobs: kopf.Index, lt_pods: kopf.Index, logger: Any, **_: Any) -> None:
-    kopf_settings.apply(settings, namespaced=bool(getattr(memo, "namespaces", None)))
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    namespaces = list(getattr(memo, "namespaces", None) or [])
+    kopf_settings.apply(settings, namespaced=bool(namespaces))
     config = memo.config
     publisher, publish_error = _publisher(config)
-    memo.reconciler = Reconciler(config, Kube(), lt_tasks, lt_jobs, lt_pods, publisher, publish_error)
-    memo.reconciler.start()
-    logger.info("lime-task operator started (max running %s, per app %s, events %s)",
+    kube = Kube()
+    cache = Cache()
+    reconciler = Reconciler(config, kube, cache, publisher, publish_error)
+    memo.wiring = Wiring(config, namespaces, kube, reconciler, cache)
+    memo.reconciler = reconciler
+    memo.wiring.start()
+    logger.info("lime-task operator starting (max running %s, per app %s, events %s, %s)",
                 config.max_running or "unlimited", config.max_running_per_app or "unlimited",
-                "on" if publisher else "disabled")
+                "on" if publisher else "disabled",
+                ("namespaces " + ",".join(namespaces)) if namespaces else "cluster-wide")
+
+
+@kopf.on.probe(id="lime-task")
+async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    wiring: Optional[Wiring] = getattr(memo, "wiring", None)
+    if wiring is None:
+        raise kopf.PermanentError("not ready: starting")
+    return wiring.health()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    reconciler = getattr(memo, "reconciler", None)
-    if reconciler is not None:
-        await reconciler.stop()
+    wiring: Optional[Wiring] = getattr(memo, "wiring", None)
+    if wiring is not None:
+        wiring.stop()
+        await wiring.reconciler.stop()
 
 
 def _publisher(config: Any) -> tuple[Any, type[Exception]]:

@@ -46,6 +46,23 @@ class InvalidTask(ValueError):
     """
 
 
+# A label value holds at most 63 characters (Kubernetes label syntax); a LimeTask's name
+# up to 253. The full name travels in an annotation (views.ANNOTATION_TASK_NAME).
+LABEL_VALUE_MAX = 63
+ANNOTATION_TASK_NAME = "limetask.dev/task-name"
+
+
+def task_label(task_name: str) -> str:
+    """The value of the task-id label on the task's Job and pods: the name itself when it
+    fits a label value (at most 63 characters), else a cut of it plus a hash suffix,
+    so that a valid 80-character object name never makes an invalid label."""
+    if len(task_name) <= LABEL_VALUE_MAX:
+        return task_name
+    digest = hashlib.sha256(task_name.encode()).hexdigest()[:10]
+    stem = task_name[: LABEL_VALUE_MAX - len(digest) - 1].rstrip("-.")
+    return f"{stem}-{digest}"
+
+
 def job_name(task_name: str) -> str:
     """The deterministic Job name for a task.
 
@@ -133,7 +150,8 @@ def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]
     spec = parse_spec(task_obj)
     image = resolve_image(spec, settings)
 
-    labels = {LABEL_TASK_ID: name, LABEL_APP: spec.app, LABEL_MANAGED_BY: MANAGED_BY}
+    labels = {LABEL_TASK_ID: task_label(name), LABEL_APP: spec.app, LABEL_MANAGED_BY: MANAGED_BY}
+    annotations = {ANNOTATION_TASK_NAME: name}
     runner_input = {
         "id": name,
         "task": spec.task,
@@ -181,7 +199,7 @@ def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]
         # so that the rule is visible and survives if the policy ever goes.
         "podReplacementPolicy": "Failed",
         "template": {
-            "metadata": {"labels": dict(labels)},
+            "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
@@ -208,6 +226,7 @@ def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]
             "name": job_name(name),
             "namespace": namespace,
             "labels": labels,
+            "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

@@ -20,8 +20,11 @@ from typing import Any, Mapping, Optional
 from urllib.parse import quote
 
 import kubernetes
+import urllib3
 
 from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
+
+from .jobs import task_label
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,81 @@ REQUEST_TIMEOUT = (5, 30)
 
 
 class KubeError(RuntimeError):
-    """An API call failed in a way the reconciler retries later (with backoff)."""
+    """An API call failed; the subclass says what it means (kopf's `_cogs/clients/errors`).
+
+    ``temporary``: retrying the same call later can succeed (the work queue backs off and
+    retries); otherwise the API server refused what we sent, and only a different request
+    can succeed. ``status`` is the HTTP status (0: no answer at all).
+    """
+
+    temporary = True
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"Kubernetes API error {status}: {message}")
         self.status = status
+        self.message = message
+
+
+class NotFound(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+    temporary = False
+
+
+class Conflict(KubeError):
+    """409: a resourceVersion precondition failed, or the name is taken."""
+
+
+class Gone(KubeError):
+    """410: a resourceVersion or continue token too old to use."""
+
+
+class Invalid(KubeError):
+    """400 / 422: the API server refused the body (schema, validation, admission)."""
+
+    temporary = False
+
+
+class Forbidden(KubeError):
+    """403: RBAC or an admission plugin refused the request."""
+
+    temporary = False
+
+
+class QuotaExceeded(Forbidden):
+    """403 from the ResourceQuota admission plugin: retrying can succeed once usage drops."""
+
+    temporary = True
+
+
+class TooManyRequests(KubeError):
+    """429: API priority and fairness or a rate limit; retried."""
+
+
+class Unavailable(KubeError):
+    """5xx, or no answer (connection refused, timeout): retried."""
+
+
+def error_for(status: int, message: str) -> KubeError:
+    """The KubeError subclass for an HTTP status and the API server's Status message."""
+    if status == 404:
+        return NotFound(status, message)
+    if status == 409:
+        return Conflict(status, message)
+    if status == 410:
+        return Gone(status, message)
+    if status in (400, 422):
+        return Invalid(status, message)
+    if status == 403:
+        # The quota plugin's refusal: "... is forbidden: exceeded quota: NAME, requested: ..."
+        if "exceeded quota" in message:
+            return QuotaExceeded(status, message)
+        return Forbidden(status, message)
+    if status == 429:
+        return TooManyRequests(status, message)
+    if status == 0 or status >= 500:
+        return Unavailable(status, message)
+    return KubeError(status, message)
 
 
 class Kube:
@@ -54,6 +127,7 @@ class Kube:
         content_type: str = "application/json",
         ok_missing: bool = False,
         ok_conflict: bool = False,
+        parse: bool = True,
     ) -> Optional[dict[str, Any]]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, _ = self.api.param_serialize(
@@ -71,14 +145,56 @@ class Kube:
             status = response.status
         except kubernetes.client.ApiException as error:  # raised by some transports
             status, data = error.status or 0, (error.body or "").encode() if isinstance(error.body, str) else (error.body or b"")
+        except urllib3.exceptions.HTTPError as error:  # connection refused, timeouts
+            raise Unavailable(0, f"{method} {path}: {error}") from error
         if status == 404 and ok_missing:
             return None
         if status == 409 and ok_conflict:
             return {"_conflict": True, **_json(data)}
         if status >= 400 or status == 0:
             detail = _json(data).get("message") or data[:300].decode(errors="replace")
-            raise KubeError(status, f"{method} {path}: {detail}")
-        return _json(data)
+            raise error_for(status, f"{method} {path}: {detail}")
+        # A task's body may nest 10,000 levels deep: not parsed where nobody reads it.
+        return _json(data) if parse else {}
+
+    def get_raw(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> dict[str, Any]:
+        """GET a collection page; an HTTP error comes back as ``{"_status": code, "message": ...}``
+        (the informer treats 410 differently from the rest). Raises Unavailable when there is
+        no answer."""
+        response = self._open("GET", path, query, timeout)
+        try:
+            data = response.read()
+        finally:
+            response.release_conn()
+        value = _json(data)
+        if response.status >= 400:
+            return {"_status": response.status, "message": value.get("message") or data[:300].decode(errors="replace")}
+        return value
+
+    def open_stream(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> Any:
+        """Open a watch: a urllib3 response to read with ``.stream()`` (the caller releases it)."""
+        response = self._open("GET", path, query, timeout)
+        if response.status >= 400:
+            try:
+                data = response.read()
+            finally:
+                response.release_conn()
+            message = _json(data).get("message") or data[:300].decode(errors="replace")
+            raise (Gone(410, message) if response.status == 410 else error_for(response.status, f"watch {path}: {message}"))
+        return response
+
+    def _open(self, method: str, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> Any:
+        method, url, headers, body, _ = self.api.param_serialize(
+            method=method, resource_path=path, query_params=query,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+        )
+        try:
+            return self.api.rest_client.pool_manager.request(
+                method, url, headers=headers, preload_content=False,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise Unavailable(0, f"{method} {path}: {error}") from error
 
     # ------------------------------------------------------------ Jobs
 
@@ -103,10 +219,11 @@ class Kube:
         return existing, False
 
     def list_task_pods(self, namespace: str, task_name: str) -> list[dict[str, Any]]:
+        """The task's pods, fresh (selected by the task-id label, jobs.task_label)."""
         result = self._request(
             "GET",
             f"/api/v1/namespaces/{_q(namespace)}/pods",
-            query=[("labelSelector", f"{LABEL_TASK_ID}={task_name}")],
+            query=[("labelSelector", f"{LABEL_TASK_ID}={task_label(task_name)}")],
         )
         return list(result.get("items") or [])
 
@@ -116,27 +233,44 @@ class Kube:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}/{_q(name)}"
 
     def patch_task_status(
-        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str,
+        has_status: bool = True,
     ) -> Optional[dict[str, Any]]:
-        """Merge-patch the status subresource, only if the task is still at `resource_version`.
+        """Set status fields, only if the task is still at `resource_version`.
 
-        The precondition is what makes "never overwrite a terminal state" hold: a
-        decision taken on a stale copy fails with 409 (returned as None) instead of
-        clobbering what another write put there; the newer version's watch event
-        triggers a fresh decision. None too if the task is gone.
+        A JSON patch (RFC 6902), not a merge patch: in a merge patch null means "delete",
+        so a result such as ``{"parent": None}`` lost its key; here each field is written
+        as the value it is. ``add`` on an object member replaces it; the whole status is
+        added at once when the task has none yet (``has_status`` False). The
+        resourceVersion in the patch is the API server's optimistic-concurrency
+        precondition: a decision taken on a stale copy fails with 409 (returned as None)
+        instead of clobbering what another write put there, which is what makes "never
+        overwrite a terminal state" hold. None too if the task is gone.
         """
-        patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+        ops: list[dict[str, Any]] = [
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+        ]
+        if has_status:
+            ops += [{"op": "add", "path": f"/status/{_pointer(field)}", "value": value}
+                    for field, value in status.items()]
+        else:
+            ops.append({"op": "add", "path": "/status", "value": dict(status)})
         result = self._request(
             "PATCH",
             self._task_path(namespace, name) + "/status",
-            body=patch,
-            content_type="application/merge-patch+json",
+            body=ops,
+            content_type="application/json-patch+json",
             ok_missing=True,
             ok_conflict=True,
+            parse=False,
         )
         if result is None or result.get("_conflict"):
             return None
         return result
+
+    def get_task(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        """The whole LimeTask as the API server has it now (None if it is gone)."""
+        return self._request("GET", self._task_path(namespace, name), ok_missing=True)
 
     def delete_task(self, namespace: str, name: str, uid: str) -> bool:
         """Delete a finished task (its Job and pods go with it, by garbage collection).
@@ -151,6 +285,7 @@ class Kube:
                   "propagationPolicy": "Background"},
             ok_missing=True,
             ok_conflict=True,
+            parse=False,
         )
         return result is not None and not result.get("_conflict")
 
@@ -203,6 +338,11 @@ def make_api_client() -> kubernetes.client.ApiClient:
     # also record Events), and some spare: urllib3 discards connections beyond this.
     configuration.connection_pool_maxsize = 64
     return kubernetes.client.ApiClient(configuration)
+
+
+def _pointer(field: str) -> str:
+    """A JSON pointer token (RFC 6901): '~' and '/' escaped."""
+    return field.replace("~", "~0").replace("/", "~1")
 
 
 def _q(part: str) -> str:

@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable, Hashable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from lime_task import events as task_events
 from lime_task.constants import TERMINAL_STATES
 
-from . import jobs, queue, status
-from .kube import Kube
+from . import jobs, queue, status, views
+from .cache import Cache
+from .kube import Kube, KubeError, QuotaExceeded
 from .settings import Settings
-from .workqueue import WorkQueue
+from .workqueue import Retry, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,10 @@ RECONCILE_WORKERS = 32
 EVENT_WORKERS = 2
 # Safety net: non-terminal tasks are looked at again this often even without events.
 RESYNC_SECONDS = 30.0
+# AMQP 0-9-1 carries a routing key as a "shortstr": at most 255 bytes.
+AMQP_SHORTSTR_BYTES = 255
 # A Job of an earlier task with the same name is still being garbage-collected.
 STALE_JOB_RETRY_SECONDS = 2.0
-EVENT_BACKOFF_MAX = 60.0
 
 
 def utcnow() -> datetime:
@@ -59,18 +60,14 @@ class Reconciler:
         self,
         config: Settings,
         kube: Kube,
-        tasks: Mapping[Hashable, Any],
-        jobs_index: Mapping[Hashable, Any],
-        pods_index: Mapping[Hashable, Any],
+        cache: Cache,
         publisher: Any = None,
         publish_error: type[Exception] = Exception,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self.kube = kube
-        self._tasks = tasks
-        self._jobs = jobs_index
-        self._pods = pods_index
+        self.cache = cache
         self.publisher = publisher
         self._publish_error = publish_error
         self._clock = clock
@@ -84,14 +81,20 @@ class Reconciler:
         # before the Job's watch event arrives.
         self._launched: set[Key] = set()
         self._order: dict[Key, tuple] = {}
-        self._sequence = itertools.count()
-        self._event_failures: dict[Key, int] = {}
         self._resync: Optional[asyncio.Task] = None
+        self.running = False
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        """Start deciding: called once the caches hold a complete picture (every initial
+        list applied), so that admission counts every running task. Nudges that arrive
+        before that wait in the queue."""
+        if self.running:
+            return
+        self.running = True
         self.main.start()
+        self.kick_queue()
         self.events.start()
         self._resync = asyncio.create_task(self._resync_forever(), name="lt-resync")
 
@@ -108,7 +111,7 @@ class Reconciler:
     async def _resync_forever(self) -> None:
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
-            for key in list(self._tasks):
+            for key in self.cache.task_keys():
                 task = self._task(key)
                 if task is not None and not status.is_terminal(task):
                     self.main.nudge(key)
@@ -120,14 +123,17 @@ class Reconciler:
             self._forget(key)
             self.kick_queue()
             return
-        if key not in self._order:
+        terminal = (body.get("status") or {}).get("state") in TERMINAL_STATES
+        if terminal:
+            self._order.pop(key, None)
+        elif key not in self._order:
             self._order[key] = self._creation_order(body)
         self.main.nudge(key)
-        if (body.get("status") or {}).get("state") in TERMINAL_STATES:
+        if terminal:
             self.kick_queue()
 
     def on_child_event(self, key: Key) -> None:
-        if key in self._tasks:
+        if self.cache.task(key) is not None:
             self.main.nudge(key)
 
     def _creation_order(self, body: Mapping[str, Any]) -> tuple:
@@ -148,29 +154,19 @@ class Reconciler:
     def _forget(self, key: Key) -> None:
         self._launched.discard(key)
         self._order.pop(key, None)
-        self._event_failures.pop(key, None)
         self.main.forget(key)
         self.events.forget(key)
 
     # ------------------------------------------------------------ index access
 
-    @staticmethod
-    def _one(index: Mapping[Hashable, Any], key: Hashable) -> Optional[dict[str, Any]]:
-        store = index.get(key)
-        if not store:
-            return None
-        for value in store:
-            return value
-        return None
-
     def _task(self, key: Key) -> Optional[dict[str, Any]]:
-        return self._one(self._tasks, key)
+        return self.cache.task(key)
 
     def _job(self, key: Key) -> Optional[dict[str, Any]]:
-        return self._one(self._jobs, key)
+        return self.cache.job(key)
 
     def _task_pods(self, key: Key) -> list[dict[str, Any]]:
-        return list(self._pods.get(key) or [])
+        return self.cache.pods(key)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._api, functools.partial(fn, *args))
@@ -179,11 +175,11 @@ class Reconciler:
 
     def _entries(self) -> list[queue.Entry]:
         entries = []
-        for key in list(self._tasks):
+        for key in self.cache.task_keys():
             task = self._task(key)
             if task is None or status.is_terminal(task) or task["metadata"].get("deletionTimestamp"):
                 continue
-            has_job = key in self._launched or key in self._jobs or bool(task["status"].get("jobName"))
+            has_job = key in self._launched or self.cache.has_job(key) or bool(task["status"].get("jobName"))
             entries.append(
                 queue.Entry(
                     key=key,
@@ -211,7 +207,7 @@ class Reconciler:
 
     def kick_queue(self) -> None:
         """A slot may have freed up: look at the tasks that may start now."""
-        if self.config.limited:
+        if self.config.limited and self.running:
             for key in self._admitted():
                 self.main.nudge(key)
 
@@ -256,6 +252,19 @@ class Reconciler:
 
     async def _start(self, key: Key, task: dict[str, Any], now: datetime) -> None:
         namespace, name = key
+        if task.get("invalid"):
+            await self._apply(key, task, status.invalid(task, task["invalid"], now))
+            return
+        if task.get("argumentsOmitted"):
+            # Large arguments are not kept in memory (views.py): read the task now.
+            fresh = await self._call(self.kube.get_task, namespace, name)
+            if fresh is None:
+                return
+            full = views.task_view(fresh, self.config.events_enabled)
+            full["spec"]["args"] = (fresh.get("spec") or {}).get("args", [])
+            full["spec"]["kwargs"] = (fresh.get("spec") or {}).get("kwargs", {})
+            full.pop("argumentsOmitted", None)
+            task = full
         try:
             body = jobs.build_job(task, self.config)
         except jobs.InvalidTask as error:
@@ -268,6 +277,19 @@ class Reconciler:
             return
         try:
             job, created = await self._call(self.kube.create_job, namespace, body)
+        except QuotaExceeded as error:
+            # Retrying can succeed once the namespace's usage drops: wait, visibly.
+            self._launched.discard(key)
+            await self._apply(key, task, status.quota_exceeded(task, error.message, now))
+            raise Retry(f"ResourceQuota: {error.message}") from error
+        except KubeError as error:
+            self._launched.discard(key)
+            if error.temporary:
+                raise
+            # The API server refused the Job we derived from this task (400/422, or a
+            # 403 that is not a quota): the same request can never succeed.
+            await self._apply(key, task, status.job_rejected(task, error.message, now))
+            return
         except Exception:
             self._launched.discard(key)
             raise
@@ -293,8 +315,29 @@ class Reconciler:
         return written
 
     async def _patch(self, key: Key, task: dict[str, Any], fields: Mapping[str, Any]) -> bool:
-        written = await self._call(self.kube.patch_task_status, key[0], key[1], fields,
-                                   task["metadata"]["resourceVersion"])
+        """Write status fields decided on `task`'s resourceVersion; False if the task
+        changed meanwhile (its newer version brings a new decision) or is gone.
+
+        Every write is first fitted to the CRD's limits (status.bounded), so the API
+        server cannot refuse it for size. Should it refuse it all the same (422: a
+        schema rule we did not foresee), the task ends as FAILURE/StatusRejected with the
+        API server's message instead of being retried for ever.
+        """
+        if views.is_compact(task):
+            raise RuntimeError(f"bug: status write decided on the compact view of {key}")
+        fields = status.bounded(fields)
+        try:
+            written = await self._call(self.kube.patch_task_status, key[0], key[1], fields,
+                                       task["metadata"]["resourceVersion"], bool(task.get("status")))
+        except KubeError as error:
+            if error.temporary:
+                raise
+            fallback = status.status_rejected(task, error.message, self._clock())
+            if fallback is None or fields.get("reason") == status.STATUS_REJECTED:
+                raise
+            log.error("task %s/%s: the API server refused its status (%s); ending it as %s",
+                      key[0], key[1], error.message, status.STATUS_REJECTED)
+            return await self._patch(key, task, fallback.status)
         if written is None:
             log.debug("task %s/%s changed meanwhile; deciding again on its next version", *key)
             return False
@@ -306,7 +349,7 @@ class Reconciler:
         now = self._clock()
         if not status.event_confirmed(task):
             if self.publisher is not None:
-                if key not in self._event_failures:  # else a backoff timer is pending
+                if not self.events.pending_retry(key):  # else its backoff timer is set
                     self.events.nudge(key)
                 return  # the TTL waits for the event; its status patch brings us back
             fields = status.events_disabled(task, now)
@@ -324,11 +367,18 @@ class Reconciler:
             self.main.nudge_later(key, (deadline - now).total_seconds() + 0.5)
 
     async def publish(self, key: Key) -> None:
-        """Publish a finished task's event, then record the broker's confirmation."""
+        """Publish a finished task's event, then record the broker's confirmation.
+
+        A broker that refuses or cannot be reached raises Retry after recording why in
+        the EventPublished condition: the publish queue's backoff is the only one. An
+        event that can never be published (its routing key is over AMQP's 255 bytes, a
+        task name the CRD of an earlier version let through) is recorded as
+        EventPublished=False/InvalidEvent and not retried.
+        """
         task = self._task(key)
         if task is None or not status.is_terminal(task) or status.event_confirmed(task):
             return
-        if self.publisher is None:
+        if self.publisher is None or views.is_compact(task):
             return
         state = task["status"]["state"]
         now = self._clock()
@@ -336,8 +386,10 @@ class Reconciler:
             routing_key = task_events.routing_key(task["spec"]["task"], state)
             message_id = task_events.event_message_id(task["metadata"]["uid"], state)
             body = task_events.build_event_body(task)
+            if len(routing_key.encode()) > AMQP_SHORTSTR_BYTES:
+                raise ValueError(f"routing key {routing_key[:80]}… is {len(routing_key.encode())} bytes; "
+                                 f"AMQP allows at most {AMQP_SHORTSTR_BYTES}, so the event cannot be sent")
         except (KeyError, ValueError) as error:
-            # Cannot happen for a task that passed the schema; say so rather than loop.
             fields = status.event_failed(task, "InvalidEvent", str(error), now)
             if fields:
                 await self._patch(key, task, fields)
@@ -347,17 +399,13 @@ class Reconciler:
             await asyncio.get_running_loop().run_in_executor(
                 self._broker, self.publisher.publish, routing_key, body, message_id, timestamp)
         except self._publish_error as error:
-            failures = self._event_failures.get(key, 0) + 1
-            self._event_failures[key] = failures
-            delay = min(EVENT_BACKOFF_MAX, 2.0 ** failures)
+            attempt, delay = self.events.attempt(key), self.events.backoff(key)
             reason = getattr(error, "reason", "PublishFailed")
             message = getattr(error, "message", str(error))
-            fields = status.event_failed(task, reason, f"{message} (attempt {failures}, next in {delay:.0f}s)", now)
+            fields = status.event_failed(task, reason, f"{message} (attempt {attempt}, next in {delay:.0f}s)", now)
             if fields:
                 await self._patch(key, task, fields)
-            self.events.nudge_later(key, delay)
-            return
-        self._event_failures.pop(key, None)
+            raise Retry(f"event not published: {reason}") from error
         if not await self._patch(key, task, status.event_published(task, routing_key, message_id, self._clock())):
             # The task moved on meanwhile; publish again on the next version. A repeat
             # carries the same message id, which consumers drop.

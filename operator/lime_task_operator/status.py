@@ -643,3 +643,83 @@ def may_delete(task: Mapping[str, Any], default_ttl_seconds: int, events_enabled
         return False
     return event_confirmed(task) or not events_enabled
 
+
+# ---------------------------------------------------------------- refusals and bounds
+# (the operator's own outcomes that no pod reports; see docs/architecture.md, "Errors")
+
+QUOTA_EXCEEDED = "QuotaExceeded"
+JOB_REJECTED = "JobRejected"
+STATUS_REJECTED = "StatusRejected"
+
+# The CRD's maxLength of each string the operator writes (crds/limetask.yaml); the API
+# server refuses a whole status write if one of them is longer.
+LIMITS = {"type": 256, "message": 4096, "traceback": 4096, "condition": 32768}
+CUT_MARKER = " [… {n} more characters cut]"
+
+
+def cut(text: str, limit: int, keep_end: bool = False) -> str:
+    """`text` fitted to `limit` characters with a visible marker saying how much was cut;
+    `keep_end` keeps the end instead (a traceback's last lines name the failing line)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    # The marker's length with the largest possible count bounds the room left.
+    room = max(0, limit - len(CUT_MARKER.format(n=len(text))))
+    marker = CUT_MARKER.format(n=len(text) - room)
+    return marker.strip() + " " + text[len(text) - room:] if keep_end else text[:room] + marker
+
+
+def bounded(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Status fields with every operator-written string cut to the CRD's limits."""
+    result = dict(fields)
+    error = result.get("error")
+    if isinstance(error, Mapping):
+        result["error"] = {
+            **error,
+            "type": cut(error.get("type") or "", LIMITS["type"]),
+            "message": cut(error.get("message") or "", LIMITS["message"]),
+            "traceback": cut(error.get("traceback") or "", LIMITS["traceback"], keep_end=True),
+        }
+    if isinstance(result.get("conditions"), list):
+        result["conditions"] = [
+            {**c, "message": cut(c.get("message") or "", LIMITS["condition"])} if isinstance(c, Mapping) else c
+            for c in result["conditions"]
+        ]
+    return result
+
+
+def quota_exceeded(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
+    """PENDING/QuotaExceeded: a ResourceQuota refused the Job; retried with backoff."""
+    if is_terminal(task):
+        return None
+    text = f"a ResourceQuota refused the task's Job; retrying: {message}"
+    current = task.get("status") or {}
+    if current.get("reason") == QUOTA_EXCEEDED and current.get("state") == "PENDING":
+        return None
+    return _transition(task, "PENDING", QUOTA_EXCEEDED, text, now)
+
+
+def job_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
+    """FAILURE/JobRejected: the API server refused the Job derived from this task (400, 422,
+    a 403 that is not a quota): the same request can never succeed, so it is not retried."""
+    if is_terminal(task):
+        return None
+    text = f"the API server refused the task's Job: {message}"
+    return _transition(
+        task, "FAILURE", JOB_REJECTED, text, now,
+        error={"type": JOB_REJECTED, "message": text, "traceback": ""},
+        finishedAt=format_time(now), attempts=0,
+    )
+
+
+def status_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
+    """FAILURE/StatusRejected: the API server refused a status write for this task; the
+    smallest status that says so (no result, no traceback)."""
+    if is_terminal(task):
+        return None
+    text = f"the API server refused the task's status: {message}"
+    return _transition(
+        task, "FAILURE", STATUS_REJECTED, text, now,
+        error={"type": STATUS_REJECTED, "message": text, "traceback": ""},
+        finishedAt=format_time(now),
+    )

@@ -1,36 +1,144 @@
-"""The parts of LimeTasks, Jobs and pods the reconciler keeps in memory.
+"""The parts of LimeTasks, Jobs and pods the reconciler keeps in memory, and why.
 
-kopf's indexes hold these copies. Only what decisions need is kept (no managedFields,
-no pod specs), so memory stays small with thousands of tasks, and each copy is a plain
-dict detached from kopf's body, safe to read from any worker.
+The informers reduce every object to one of these views as soon as it is parsed; the
+raw body is dropped. What a view keeps is what some decision reads, nothing more, so
+the operator's memory grows with the number of objects by a small, documented amount
+(docs/architecture.md, "What the operator keeps in memory"):
+
+- a task that is finished and whose event is confirmed (or events are disabled and the
+  task says so): only what the TTL clean-up reads (`compact`); this is the common case,
+  since finished tasks stay for a day by default;
+- any other task: metadata, spec and status, except `args`/`kwargs` larger than
+  ``INLINE_ARGUMENTS_BYTES`` (the reconciler reads the task fresh before building its
+  Job), so ten thousand queued tasks do not hold ten thousand argument lists;
+- a task whose arguments nest deeper than ``MAX_ARGUMENT_DEPTH`` keeps no arguments at
+  all and carries the refusal in ``invalid`` (it ends as InvalidTask);
+- Jobs: metadata, owner references and status; pods: metadata and the status fields
+  the verdict reads, without the termination message (read fresh from the API when a
+  Job finishes).
+
+Each view is a plain dict detached from the parsed body, safe to read from any worker.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Mapping
+import json
+from typing import Any, Mapping, Optional
+
+from lime_task.constants import LABEL_TASK_ID, TERMINAL_STATES
+
+# The task's full name on its Jobs and pods (a label value holds only 63 characters).
+from .jobs import ANNOTATION_TASK_NAME
+
+# Key = (namespace, name)
+Key = tuple[str, str]
+
+# A marker key on compact views: nothing may build a status patch from them.
+COMPACT = "compact"
+# args+kwargs kept inline when their compact JSON is at most this many bytes.
+INLINE_ARGUMENTS_BYTES = 4096
+# Nesting the operator accepts in args/kwargs (lists and objects; a scalar is depth 0).
+# Far below Python's recursion limit, so nothing downstream (copying, validation,
+# JSON encoding for the pod) can overflow; real arguments are a few levels deep.
+MAX_ARGUMENT_DEPTH = 100
 
 _META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
-         "deletionTimestamp", "labels")
+         "deletionTimestamp")
+_SPEC_SMALL = ("task", "app", "timeoutSeconds", "retries", "image", "resources", "ttlSecondsAfterFinished")
 
 
 def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata") or {}
-    return {key: copy.deepcopy(metadata[key]) for key in _META if metadata.get(key) is not None}
+    return {key: metadata[key] for key in _META if metadata.get(key) is not None}
 
 
-def task_view(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "metadata": _metadata(body),
-        "spec": copy.deepcopy(dict(body.get("spec") or {})),
-        "status": copy.deepcopy(dict(body.get("status") or {})),
-    }
+def depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value (scalars 0, ``[]`` 1, ``[[1]]`` 2), counted without
+    recursion and giving up at ``limit + 1``, so any body the API server accepted can be
+    measured."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, dict)):
+            level += 1
+            if level > deepest:
+                deepest = level
+                if deepest > limit:
+                    return deepest
+            stack.extend((child, level) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def event_settled(status: Mapping[str, Any], events_enabled: bool) -> bool:
+    """Whether nothing more will be written to a finished task's status: its event is
+    confirmed, or events are disabled and the task already says so."""
+    if (status.get("event") or {}).get("confirmedAt"):
+        return True
+    if events_enabled:
+        return False
+    return any(c.get("type") == "EventPublished" and c.get("reason") == "EventsDisabled"
+               for c in status.get("conditions") or [])
+
+
+def task_view(body: Mapping[str, Any], events_enabled: bool = True) -> dict[str, Any]:
+    """The view of a LimeTask (see the module docstring for what each kind keeps)."""
+    spec = body.get("spec") or {}
+    status = dict(body.get("status") or {})
+    small = {key: spec[key] for key in _SPEC_SMALL if key in spec}
+    if status.get("state") in TERMINAL_STATES and event_settled(status, events_enabled):
+        kept = {key: status[key] for key in ("state", "reason", "finishedAt", "event") if key in status}
+        kept["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") == "EventPublished"]
+        return {"metadata": _metadata(body), "spec": small, "status": kept, COMPACT: True}
+    view: dict[str, Any] = {"metadata": _metadata(body), "spec": small, "status": status}
+    args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+    if status.get("state") in TERMINAL_STATES:
+        return view  # arguments are only needed to start the task
+    deepest = max(depth(args, MAX_ARGUMENT_DEPTH), depth(kwargs, MAX_ARGUMENT_DEPTH))
+    if deepest > MAX_ARGUMENT_DEPTH:
+        view["invalid"] = (f"spec.args/spec.kwargs nest more than {MAX_ARGUMENT_DEPTH} levels deep "
+                           f"(the limit for task arguments)")
+        return view
+    if len(json.dumps([args, kwargs], separators=(",", ":"))) <= INLINE_ARGUMENTS_BYTES:
+        view["spec"]["args"] = args
+        view["spec"]["kwargs"] = kwargs
+    else:
+        view["argumentsOmitted"] = True
+    return view
+
+
+def is_compact(task: Mapping[str, Any]) -> bool:
+    return bool(task.get(COMPACT))
+
+
+def task_key_of_child(body: Mapping[str, Any]) -> Optional[Key]:
+    """The task a Job or pod of ours belongs to: the full-name annotation, else the label."""
+    metadata = body.get("metadata") or {}
+    name = (metadata.get("annotations") or {}).get(ANNOTATION_TASK_NAME) or (metadata.get("labels") or {}).get(
+        LABEL_TASK_ID)
+    if not name:
+        return None
+    return (metadata.get("namespace") or "", name)
 
 
 def job_view(body: Mapping[str, Any]) -> dict[str, Any]:
     metadata = _metadata(body)
-    metadata["ownerReferences"] = copy.deepcopy(list((body.get("metadata") or {}).get("ownerReferences") or []))
-    return {"metadata": metadata, "status": copy.deepcopy(dict(body.get("status") or {}))}
+    metadata["ownerReferences"] = list((body.get("metadata") or {}).get("ownerReferences") or [])
+    return {"metadata": metadata, "status": dict(body.get("status") or {})}
+
+
+def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    state = dict(status.get("state") or {})
+    terminated = state.get("terminated")
+    if terminated:
+        state["terminated"] = {k: v for k, v in terminated.items() if k != "message"}
+    last = dict(status.get("lastState") or {})
+    if last.get("terminated"):
+        last["terminated"] = {k: v for k, v in last["terminated"].items() if k != "message"}
+    kept = {"name": status.get("name"), "state": state, "restartCount": status.get("restartCount", 0)}
+    if last:
+        kept["lastState"] = last
+    return kept
 
 
 def pod_view(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,6 +148,11 @@ def pod_view(body: Mapping[str, Any]) -> dict[str, Any]:
         "status": {
             "phase": status.get("phase"),
             "reason": status.get("reason"),
-            "containerStatuses": copy.deepcopy(list(status.get("containerStatuses") or [])),
+            "message": status.get("message"),
+            "conditions": [
+                {k: c.get(k) for k in ("type", "status", "reason", "message") if c.get(k) is not None}
+                for c in status.get("conditions") or []
+            ],
+            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
         },
     }

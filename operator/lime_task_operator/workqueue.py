@@ -20,6 +20,18 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 
 
+class Retry(Exception):
+    """Raised by a handler: handle the key again after the queue's backoff.
+
+    An expected, temporary condition (a broker outage, a quota, a conflict): logged as
+    one line, without a traceback. ``delay`` overrides the backoff for this retry.
+    """
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 class WorkQueue:
     def __init__(self, name: str, handler: Callable[[Hashable], Awaitable[None]], workers: int) -> None:
         if workers < 1:
@@ -75,6 +87,18 @@ class WorkQueue:
         self._timers.pop(key, None)
         self.nudge(key)
 
+    def pending_retry(self, key: Hashable) -> bool:
+        """Whether `key` waits for a timer (a backoff or a requested later look)."""
+        return key in self._timers
+
+    def backoff(self, key: Hashable) -> float:
+        """The delay the next failure of `key` will wait (seconds)."""
+        return min(BACKOFF_MAX, BACKOFF_START * 2 ** self._failures.get(key, 0))
+
+    def attempt(self, key: Hashable) -> int:
+        """1 + how many times in a row `key` has failed so far."""
+        return self._failures.get(key, 0) + 1
+
     @property
     def depth(self) -> int:
         return self._queue.qsize()
@@ -88,11 +112,16 @@ class WorkQueue:
                 await self._handler(key)
             except asyncio.CancelledError:
                 raise
+            except Retry as retry:
+                delay = self.backoff(key) if retry.delay is None else retry.delay
+                self._failures[key] = self._failures.get(key, 0) + 1
+                log.info("%s of %s: %s; again in %.1fs", self.name, key, retry, delay)
+                self.nudge_later(key, delay)
             except Exception:
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
-                delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (failures - 1))
-                log.exception("%s of %s failed (attempt %d); retrying in %.0fs", self.name, key, failures, delay)
+                delay = self.backoff(key)
+                self._failures[key] = self._failures.get(key, 0) + 1
+                log.exception("%s of %s failed (attempt %d); retrying in %.0fs", self.name, key,
+                              self._failures[key], delay)
                 self.nudge_later(key, delay)
             else:
                 self._failures.pop(key, None)

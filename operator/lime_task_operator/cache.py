@@ -1,0 +1,101 @@
+"""What the informers delivered: tasks by key, their Jobs and pods grouped by task.
+
+Mutated only on the event loop (the informers deliver there), read by the reconciler's
+workers on the same loop, so it needs no locks. A finished task whose status will not
+change again (views.is_compact) keeps no Jobs or pods here: nothing decides on them any
+more, and finished tasks are most of what exists (they stay a day by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional
+
+from . import views
+
+Key = tuple[str, str]
+JOBS = "jobs"
+PODS = "pods"
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._tasks: dict[Key, dict[str, Any]] = {}
+        self._children: dict[str, dict[Key, dict[Key, dict[str, Any]]]] = {JOBS: {}, PODS: {}}
+        self._owner: dict[str, dict[Key, Key]] = {JOBS: {}, PODS: {}}
+
+    # ------------------------------------------------------------ tasks
+
+    def task(self, key: Key) -> Optional[dict[str, Any]]:
+        return self._tasks.get(key)
+
+    def task_keys(self) -> list[Key]:
+        return list(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def put_task(self, key: Key, view: dict[str, Any]) -> None:
+        self._tasks[key] = view
+        if views.is_compact(view):
+            for kind in (JOBS, PODS):
+                for child in list(self._children[kind].get(key, {})):
+                    self.drop_child(kind, child)
+
+    def drop_task(self, key: Key) -> None:
+        self._tasks.pop(key, None)
+
+    # ------------------------------------------------------------ Jobs and pods
+
+    def put_child(self, kind: str, key: Key, owner: Key, view: dict[str, Any]) -> bool:
+        """Keep a Job or pod under its task; False (and nothing kept) when the task is
+        known to be finished for good."""
+        previous = self._owner[kind].get(key)
+        if previous is not None and previous != owner:
+            self.drop_child(kind, key)
+        task = self._tasks.get(owner)
+        if task is not None and views.is_compact(task):
+            self.drop_child(kind, key)
+            return False
+        self._owner[kind][key] = owner
+        self._children[kind].setdefault(owner, {})[key] = view
+        return True
+
+    def drop_child(self, kind: str, key: Key) -> Optional[Key]:
+        owner = self._owner[kind].pop(key, None)
+        if owner is not None:
+            group = self._children[kind].get(owner)
+            if group is not None:
+                group.pop(key, None)
+                if not group:
+                    del self._children[kind][owner]
+        return owner
+
+    def job(self, task: Key) -> Optional[dict[str, Any]]:
+        for view in self._children[JOBS].get(task, {}).values():
+            return view
+        return None
+
+    def has_job(self, task: Key) -> bool:
+        return bool(self._children[JOBS].get(task))
+
+    def pods(self, task: Key) -> list[dict[str, Any]]:
+        return list(self._children[PODS].get(task, {}).values())
+
+    def prune(self) -> int:
+        """Drop the Jobs and pods of finished tasks (children may be listed before their
+        task); returns how many were dropped."""
+        dropped = 0
+        for kind in (JOBS, PODS):
+            for owner in list(self._children[kind]):
+                task = self._tasks.get(owner)
+                if task is not None and views.is_compact(task):
+                    for child in list(self._children[kind].get(owner, {})):
+                        self.drop_child(kind, child)
+                        dropped += 1
+        return dropped
+
+    def counts(self) -> dict[str, int]:
+        return {"tasks": len(self._tasks), JOBS: len(self._owner[JOBS]), PODS: len(self._owner[PODS])}
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(list(self._tasks))

@@ -1,0 +1,283 @@
+"""List-then-watch caches of LimeTasks, our Jobs and their pods (client-go's reflector).
+
+Why not kopf's watches and indexes: kopf runs one worker (an asyncio task with its own
+event queue) per object, keeps a memory record per object for as long as the object
+exists, and with indexes declared it lets no handler run until every object of every
+indexed kind has been indexed. With a worker limit below the number of objects that
+never happens (the workers that finished indexing hold their slots while they wait for
+the rest: nolar/kopf#1243), so an operator restarted beside ~200 finished tasks served
+nothing at all; without a limit, every raw body of the initial listing stays in memory
+until the last one is indexed. Here one thread per (kind, namespace) lists in pages of
+``PAGE_SIZE`` and then watches from the list's resourceVersion; each object is reduced
+to the slim view the decisions need (views.py) as soon as it is parsed, so memory grows
+with the views, not with raw bodies or per-object workers, and readiness is exact:
+`synced` is set when every initial list has been applied. kopf still runs the
+operator's lifecycle (start-up, clean-up, the health endpoint, logging).
+
+Deliveries go to the event loop (``loop.call_soon_threadsafe``), where all cache
+mutation happens, so the cache needs no locks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from .kube import Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+# Objects per LIST page: bounds the raw JSON held at once during a (re)list.
+PAGE_SIZE = 500
+# The API server ends a watch after this many seconds (plus up to the same again, it
+# randomises); the client gives up reading a little after that, so a connection that
+# silently died (a load balancer, a restarted API server) never leaves the cache deaf.
+WATCH_SERVER_TIMEOUT = 240
+WATCH_READ_TIMEOUT = 270
+CONNECT_TIMEOUT = 10
+# Back-off between failed list/watch attempts (seconds): 1, 2, 4 … at most this.
+BACKOFF_MAX = 30.0
+# Informer threads parse whatever body the API server accepted. Its JSON decoder takes
+# up to 10,000 levels of nesting (Go's encoding/json limit); Python's C decoder recurses
+# once per level on the thread's stack, so these threads get a large stack, and the
+# process a recursion limit above that depth (entry.py), instead of dying on a poison
+# object (a task whose args nest 3,000 levels deep once stopped every watch).
+THREAD_STACK_BYTES = 256 * 1024 * 1024
+
+Key = tuple[str, str]
+# (event type, object key, owner key, view). The owner key groups objects by task:
+# a task's own key, the task a Job or pod belongs to. View None means "not kept".
+Reduce = Callable[[dict[str, Any]], Optional[tuple[Key, Any]]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource by its REST coordinates, e.g. Resource("batch", "v1", "jobs")."""
+
+    group: str
+    version: str
+    plural: str
+
+    def path(self, namespace: Optional[str]) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace:
+            return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def __str__(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+class Gone(Exception):
+    """410: the resourceVersion is too old to watch from (or a continue token expired)."""
+
+
+class Informer:
+    """One resource kind in one namespace (None: cluster-wide), listed then watched.
+
+    ``reduce(body)`` returns ``(owner_key, view)`` to keep, or None to ignore the object;
+    ``deliver(type, key, owner_key, view)`` is called on the event loop for ADDED,
+    MODIFIED and DELETED (view None), and a relist that no longer contains an object
+    delivers DELETED for it. ``on_synced()`` is called on the loop once, after the
+    first complete list has been delivered.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        resource: Resource,
+        namespace: Optional[str],
+        label_selector: str,
+        reduce: Reduce,
+        deliver: Callable[[str, Key, Optional[Key], Any], None],
+        on_synced: Callable[[], None],
+    ) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self._reduce = reduce
+        self._deliver = deliver
+        self._on_synced = on_synced
+        self._loop: Any = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._response: Any = None
+        # Keys delivered and not deleted: what a relist must compare against.
+        self._known: set[Key] = set()
+        self.synced = False
+        self.last_contact = 0.0  # time.monotonic() of the last successful exchange
+        self.errors = 0  # consecutive failures (0 while healthy)
+
+    @property
+    def name(self) -> str:
+        return f"{self.resource}@{self.namespace or '*'}"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, loop: Any) -> None:
+        self._loop = loop
+        previous = threading.stack_size()
+        threading.stack_size(THREAD_STACK_BYTES)
+        try:
+            self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+            self._thread.start()
+        finally:
+            threading.stack_size(previous)
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.shutdown() if hasattr(response, "shutdown") else response.close()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+
+    # ------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        version: Optional[str] = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                version = self._watch(version)
+                self.errors = 0
+            except Gone:
+                log.info("%s: resourceVersion expired; listing again", self.name)
+                version = None
+            except Exception as error:  # noqa: BLE001 - every failure is retried with back-off
+                if self._stop.is_set():
+                    return
+                self.errors += 1
+                delay = min(BACKOFF_MAX, 2.0 ** (self.errors - 1))
+                log.warning("%s: %s; retrying in %.0fs", self.name, error, delay)
+                self._stop.wait(delay)
+
+    def _query(self, **params: str) -> tuple[str, list[tuple[str, str]]]:
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        return self.resource.path(self.namespace), list(params.items())
+
+    def _list(self) -> str:
+        seen: set[Key] = set()
+        token = ""
+        while True:
+            params = {"limit": str(PAGE_SIZE)}
+            if token:
+                params["continue"] = token
+            page = self.kube.get_raw(*self._query(**params), timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
+            if page.get("_status") == 410:
+                raise Gone()
+            if page.get("_status"):
+                raise KubeError(page["_status"], page.get("message") or "list failed")
+            batch = []
+            for item in page.get("items") or []:
+                key = _key(item)
+                seen.add(key)
+                batch.append(("ADDED", key) + self._reduced(item))
+            self.last_contact = time.monotonic()
+            self._post(batch)
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue") or ""
+            if not token:
+                version = str(metadata.get("resourceVersion") or "")
+                break
+        # Objects known from before and missing from this list were deleted meanwhile;
+        # worked out on the loop, where `_known` is current.
+        self._loop.call_soon_threadsafe(self._listed, seen)
+        return version
+
+    def _reduced(self, body: dict[str, Any]) -> tuple[Optional[Key], Any]:
+        try:
+            kept = self._reduce(body)
+        except Exception:  # noqa: BLE001 - one odd object must not stop the watch
+            log.exception("%s: cannot read %s; ignoring it", self.name, _key(body))
+            kept = None
+        return kept if kept is not None else (None, None)
+
+    def _watch(self, version: str) -> Optional[str]:
+        query = self._query(watch="1", resourceVersion=version, allowWatchBookmarks="true",
+                            timeoutSeconds=str(WATCH_SERVER_TIMEOUT))
+        response = self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
+        self._response = response
+        self.last_contact = time.monotonic()
+        try:
+            for line in _lines(response):
+                if self._stop.is_set():
+                    return version
+                event = json.loads(line)
+                kind = event.get("type")
+                body = event.get("object") or {}
+                self.last_contact = time.monotonic()
+                if kind == "ERROR":
+                    if body.get("code") == 410:
+                        raise Gone()
+                    raise KubeError(int(body.get("code") or 0), body.get("message") or "watch error")
+                version = str((body.get("metadata") or {}).get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                key = _key(body)
+                if kind == "DELETED":
+                    self._post([("DELETED", key, None, None)])
+                elif kind in ("ADDED", "MODIFIED"):
+                    self._post([(kind, key) + self._reduced(body)])
+        finally:
+            self._response = None
+            response.release_conn()
+        return version
+
+    def _post(self, batch: list[tuple]) -> None:
+        if batch:
+            self._loop.call_soon_threadsafe(self._apply, batch)
+
+    # ------------------------------------------------------------ on the event loop
+
+    def _listed(self, seen: set[Key]) -> None:
+        self._apply([("DELETED", key, None, None) for key in self._known - seen])
+        if not self.synced:
+            self.synced = True
+            self._on_synced()
+
+    def _apply(self, batch: list[tuple]) -> None:
+        for kind, key, owner, view in batch:
+            if kind == "DELETED":
+                if key in self._known:
+                    self._known.discard(key)
+                    self._deliver("DELETED", key, None, None)
+                continue
+            if view is None:  # not kept (ignored object): treat as gone
+                if key in self._known:
+                    self._known.discard(key)
+                    self._deliver("DELETED", key, None, None)
+                continue
+            self._known.add(key)
+            self._deliver(kind, key, owner, view)
+
+
+def _key(body: dict[str, Any]) -> Key:
+    metadata = body.get("metadata") or {}
+    return (metadata.get("namespace") or "", metadata.get("name") or "")
+
+
+def _lines(response: Any):
+    """Newline-delimited JSON of a watch response, one complete line at a time."""
+    pending = bytearray()
+    for chunk in response.stream(64 * 1024, decode_content=True):
+        start = len(pending)
+        pending += chunk
+        end = pending.find(b"\n", start)
+        while end >= 0:
+            line = bytes(pending[:end])
+            del pending[:end + 1]
+            if line.strip():
+                yield line
+            end = pending.find(b"\n")
+    if pending.strip():
+        yield bytes(pending)

@@ -1,0 +1,117 @@
+"""What the operator keeps per object (views) and the cache that groups them by task."""
+
+from __future__ import annotations
+
+import json
+
+from lime_task_operator import cache as cache_module
+from lime_task_operator import views
+from lime_task_operator.cache import JOBS, PODS, Cache
+
+
+def task(name="t1", state=None, args=None, confirmed=False, **status):
+    body = {"metadata": {"name": name, "namespace": "ns", "uid": "u1", "resourceVersion": "5",
+                         "managedFields": [{"manager": "x" * 500}], "labels": {"a": "b"}},
+            "spec": {"task": "pkg.mod.fn", "app": "demo", "args": args if args is not None else [1, 2],
+                     "kwargs": {}, "ttlSecondsAfterFinished": 60},
+            "status": dict(status)}
+    if state:
+        body["status"]["state"] = state
+        body["status"]["result"] = {"rows": [None, {"parent": None}]}
+        body["status"]["finishedAt"] = "2026-11-30T00:00:00Z"
+        body["status"]["conditions"] = [{"type": "Succeeded", "status": "True", "reason": "Completed"}]
+    if confirmed:
+        body["status"]["event"] = {"routingKey": "k", "messageId": "m", "confirmedAt": "2026-11-30T00:00:01Z"}
+    return body
+
+
+def test_finished_task_with_confirmed_event_keeps_only_what_the_ttl_needs():
+    view = views.task_view(task(state="SUCCESS", confirmed=True))
+    assert views.is_compact(view)
+    assert "result" not in view["status"] and "args" not in view["spec"]
+    assert view["spec"]["ttlSecondsAfterFinished"] == 60
+    assert view["status"]["finishedAt"] and view["status"]["event"]["confirmedAt"]
+    assert "managedFields" not in view["metadata"]
+    assert len(json.dumps(view)) < 600
+
+
+def test_finished_task_waiting_for_its_event_keeps_its_result():
+    view = views.task_view(task(state="SUCCESS"))
+    assert not views.is_compact(view)
+    assert view["status"]["result"] == {"rows": [None, {"parent": None}]}
+
+
+def test_events_disabled_tasks_are_compact_once_they_say_so():
+    body = task(state="FAILURE")
+    assert not views.is_compact(views.task_view(body, events_enabled=False))
+    body["status"]["conditions"].append({"type": "EventPublished", "status": "False", "reason": "EventsDisabled"})
+    assert views.is_compact(views.task_view(body, events_enabled=False))
+    assert not views.is_compact(views.task_view(body, events_enabled=True))
+
+
+def test_large_arguments_are_not_kept_inline():
+    small = views.task_view(task(args=["x" * 100]))
+    assert small["spec"]["args"] == ["x" * 100] and "argumentsOmitted" not in small
+    large = views.task_view(task(args=["x" * (views.INLINE_ARGUMENTS_BYTES + 1)]))
+    assert "args" not in large["spec"] and large["argumentsOmitted"] is True
+
+
+def test_arguments_nested_too_deep_mark_the_task_invalid_without_recursion():
+    deep = []
+    for _ in range(5000):  # built in a loop: json.loads would hit the recursion limit
+        deep = [deep]
+    view = views.task_view(task(args=[deep]))
+    assert "args" not in view["spec"]
+    assert f"more than {views.MAX_ARGUMENT_DEPTH} levels" in view["invalid"]
+    ok = views.task_view(task(args=json.loads("[" * views.MAX_ARGUMENT_DEPTH + "]" * views.MAX_ARGUMENT_DEPTH)))
+    assert "invalid" not in ok
+
+
+def test_depth():
+    assert views.depth(1, 10) == 0
+    assert views.depth([], 10) == 1
+    assert views.depth({"a": [1, {"b": []}]}, 10) == 4
+    assert views.depth(json.loads("[" * 50 + "]" * 50), 10) == 11  # gives up past the limit
+
+
+def test_pod_view_drops_the_termination_message_and_keeps_the_verdict_fields():
+    pod = {"metadata": {"name": "p", "namespace": "ns", "annotations": {views.ANNOTATION_TASK_NAME: "t1"}},
+           "spec": {"containers": [{"name": "task", "env": [{"name": "LIME_TASK", "value": "x" * 9000}]}]},
+           "status": {"phase": "Failed", "reason": "Evicted", "message": "low on memory",
+                      "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}],
+                      "containerStatuses": [{"name": "task", "restartCount": 0, "state": {"terminated": {
+                          "exitCode": 137, "reason": "OOMKilled", "message": "y" * 4000}}}]}}
+    view = views.pod_view(pod)
+    terminated = view["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated == {"exitCode": 137, "reason": "OOMKilled"}
+    assert view["status"]["conditions"][0]["reason"] == "EvictionByEvictionAPI"
+    assert "spec" not in view
+    assert views.task_key_of_child(pod) == ("ns", "t1")
+
+
+def test_cache_drops_children_of_finished_tasks():
+    c = Cache()
+    c.put_child(PODS, ("ns", "p1"), ("ns", "t1"), {"pod": 1})
+    c.put_child(JOBS, ("ns", "j1"), ("ns", "t1"), {"job": 1})
+    c.put_task(("ns", "t1"), views.task_view(task()))
+    assert c.pods(("ns", "t1")) == [{"pod": 1}] and c.job(("ns", "t1")) == {"job": 1}
+    c.put_task(("ns", "t1"), views.task_view(task(state="SUCCESS", confirmed=True)))
+    assert c.pods(("ns", "t1")) == [] and c.job(("ns", "t1")) is None
+    assert c.put_child(PODS, ("ns", "p2"), ("ns", "t1"), {"pod": 2}) is False
+    assert c.counts() == {"tasks": 1, JOBS: 0, PODS: 0}
+
+
+def test_cache_prune_after_sync_drops_children_listed_before_their_task():
+    c = Cache()
+    c.put_child(PODS, ("ns", "p1"), ("ns", "t1"), {"pod": 1})
+    c._tasks[("ns", "t1")] = views.task_view(task(state="SUCCESS", confirmed=True))
+    assert c.prune() == 1 and c.pods(("ns", "t1")) == []
+
+
+def test_cache_moves_a_child_whose_owner_changed():
+    c = Cache()
+    c.put_child(PODS, ("ns", "p1"), ("ns", "t1"), {"v": 1})
+    c.put_child(PODS, ("ns", "p1"), ("ns", "t2"), {"v": 2})
+    assert c.pods(("ns", "t1")) == [] and c.pods(("ns", "t2")) == [{"v": 2}]
+    assert c.drop_child(PODS, ("ns", "p1")) == ("ns", "t2")
+    assert cache_module.PODS == PODS
