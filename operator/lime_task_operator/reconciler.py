@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Optional
 from lime_task import events as task_events
 from lime_task.constants import TERMINAL_STATES
 
-from . import jobs, queue, status, views
+from . import jobs, kube as kube_module, logtail, queue, status, views
 from .cache import Cache
 from .kube import Kube, KubeError, QuotaExceeded
 from .settings import Settings
@@ -221,6 +221,7 @@ class Reconciler:
             return  # being deleted: the garbage collector cancels the Job
         if status.is_terminal(task):
             self._launched.discard(key)
+            await self._stop_job_of_failed_task(key, task)
             await self._finished(key, task)
             return
 
@@ -248,7 +249,35 @@ class Reconciler:
             # The verdict needs every pod's final report; the pod watch may lag the
             # Job's, so read them fresh.
             pods = await self._call(self.kube.list_task_pods, namespace, name)
-        await self._apply(key, task, status.observe(task, job, pods, now))
+        log_tail = await self._failed_attempt_log(namespace, task, job, pods)
+        await self._apply(key, task, status.observe(task, job, pods, now, self.config.container_start_timeout_seconds,
+                                                    log_tail))
+
+    # ------------------------------------------------------------ failure forensics (#11)
+
+    async def _failed_attempt_log(self, namespace: str, task: dict[str, Any], job: Mapping[str, Any],
+                                  pods: list[dict[str, Any]]) -> Optional[tuple[str, str]]:
+        """(pod, log tail) of the failed attempt status.pod_needing_log names, read before
+        the pod can go; a log that cannot be read is recorded as such, not retried."""
+        pod = status.pod_needing_log(task, job, pods)
+        if pod is None:
+            return None
+        try:
+            text = await self._call(kube_module.read_pod_log_tail, self.kube, namespace, pod, jobs.CONTAINER_NAME,
+                                    logtail.READ_LINES, logtail.READ_BYTES)
+        except kube_module.KubeError as error:
+            log.info("task %s/%s: no log of pod %s: %s", namespace, task["metadata"]["name"], pod, error)
+            text = f"(the log of pod {pod} could not be read: {error})\n"
+        return pod, text
+
+    async def _stop_job_of_failed_task(self, key: Key, task: dict[str, Any]) -> None:
+        """Delete the Job of a task that failed while its Job still tries (status.job_to_stop)."""
+        job = self._job(key)
+        if not status.job_to_stop(task, job):
+            return
+        metadata = job["metadata"]
+        if await self._call(kube_module.delete_job, self.kube, key[0], metadata["name"], metadata["uid"]):
+            log.info("task %s/%s: deleted Job %s, which still tried to start the failed task", *key, metadata["name"])
 
     async def _start(self, key: Key, task: dict[str, Any], now: datetime) -> None:
         namespace, name = key
@@ -347,7 +376,7 @@ class Reconciler:
 
     async def _finished(self, key: Key, task: dict[str, Any]) -> None:
         now = self._clock()
-        if not status.event_confirmed(task):
+        if not status.event_confirmed(task) and not status.event_abandoned(task):
             if self.publisher is not None:
                 if not self.events.pending_retry(key):  # else its backoff timer is set
                     self.events.nudge(key)
@@ -390,7 +419,7 @@ class Reconciler:
                 raise ValueError(f"routing key {routing_key[:80]}… is {len(routing_key.encode())} bytes; "
                                  f"AMQP allows at most {AMQP_SHORTSTR_BYTES}, so the event cannot be sent")
         except (KeyError, ValueError) as error:
-            fields = status.event_failed(task, "InvalidEvent", str(error), now)
+            fields = status.event_failed(task, status.INVALID_EVENT, str(error), now)
             if fields:
                 await self._patch(key, task, fields)
             return

@@ -492,6 +492,20 @@ def observe(
     return pending(task, name, now)
 
 
+def job_to_stop(task: Mapping[str, Any], job: Optional[Mapping[str, Any]]) -> bool:
+    """Whether a failed task's Job is still trying and must be deleted.
+
+    Only a task that failed because its container could not start (a reason in
+    attempts.STUCK_WAITING_REASONS) ends while its Job runs on: kubelet keeps pulling, and
+    a fixed registry or Secret would start a task that already says FAILURE.
+    """
+    if job is None or state_of(task) != "FAILURE" or job_finished(job):
+        return False
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (task.get("status") or {}).get("reason") in attempts.STUCK_WAITING_REASONS
+
+
 def _succeeded_message(task: Mapping[str, Any]) -> Optional[str]:
     for condition in (task.get("status") or {}).get("conditions") or []:
         if condition.get("type") == SUCCEEDED:
@@ -636,12 +650,23 @@ def expiry(task: Mapping[str, Any], default_ttl_seconds: int) -> Optional[dateti
     return finished + timedelta(seconds=default_ttl_seconds if ttl is None else ttl)
 
 
+INVALID_EVENT = "InvalidEvent"
+
+
+def event_abandoned(task: Mapping[str, Any]) -> bool:
+    """Whether the task's event can never be published (EventPublished=False/InvalidEvent,
+    e.g. a routing key over AMQP's 255 bytes): retrying cannot help, so nothing waits for it."""
+    condition = _event_condition(task)
+    return condition.get("status") == "False" and condition.get("reason") == INVALID_EVENT
+
+
 def may_delete(task: Mapping[str, Any], default_ttl_seconds: int, events_enabled: bool, now: datetime) -> bool:
-    """A finished task is deleted after its TTL, but never before its event went out."""
+    """A finished task is deleted after its TTL, but never before its event went out
+    (or was recorded as impossible to send)."""
     deadline = expiry(task, default_ttl_seconds)
     if deadline is None or now < deadline:
         return False
-    return event_confirmed(task) or not events_enabled
+    return event_confirmed(task) or not events_enabled or event_abandoned(task)
 
 
 # ---------------------------------------------------------------- refusals and bounds

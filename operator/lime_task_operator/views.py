@@ -75,10 +75,14 @@ def event_settled(status: Mapping[str, Any], events_enabled: bool) -> bool:
     confirmed, or events are disabled and the task already says so."""
     if (status.get("event") or {}).get("confirmedAt"):
         return True
-    if events_enabled:
-        return False
-    return any(c.get("type") == "EventPublished" and c.get("reason") == "EventsDisabled"
-               for c in status.get("conditions") or [])
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "EventPublished" and condition.get("status") == "False":
+            # InvalidEvent: can never be published (status.event_abandoned).
+            if condition.get("reason") == "InvalidEvent":
+                return True
+            if condition.get("reason") == "EventsDisabled" and not events_enabled:
+                return True
+    return False
 
 
 def task_view(body: Mapping[str, Any], events_enabled: bool = True) -> dict[str, Any]:
