@@ -74,13 +74,24 @@ class TaskStatus:
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> "TaskStatus":
-        """Read a LimeTask as returned by the API server."""
+        """Read a LimeTask as returned by the API server (kube.get_task).
+
+        Raises kube.LimeTaskApiError if its result was too deep to decode (only a status
+        written by something other than the operator can be): a result is never
+        returned altered."""
         status = obj.get("status") or {}
         state = status.get("state") or "PENDING"
+        result = values.status_result(status) if state == "SUCCESS" else None
+        cut = values.cut_place(result, "result")
+        if cut:
+            raise kube.LimeTaskApiError(
+                f"task {obj['metadata']['name']}: {cut} is nested deeper than {values.DECODE_MAX_DEPTH} "
+                "levels and cannot be read"
+            )
         return cls(
             id=obj["metadata"]["name"],
             status=state,
-            result=values.status_result(status) if state == "SUCCESS" else None,
+            result=result,
             error=status.get("error") if state == "FAILURE" else None,
             app=(obj.get("spec") or {}).get("app"),
             namespace=obj["metadata"].get("namespace"),

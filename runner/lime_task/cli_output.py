@@ -35,6 +35,9 @@ class TaskView:
     finished: Optional[datetime] = None
     duration: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Why the object cannot be shown whole: a part of it nested too deep to decode
+    # (lime_task.values.decode_bounded), e.g. the args of a poison task; else "".
+    invalid: str = ""
 
     @property
     def failed(self) -> bool:
@@ -60,6 +63,8 @@ class TaskView:
             startedAt=_iso(self.started),
             finishedAt=_iso(self.finished),
         )
+        if self.invalid:
+            data["invalid"] = self.invalid
         return data
 
 
@@ -96,6 +101,7 @@ def view_of(obj: Mapping[str, Any]) -> TaskView:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     state = status.get("state") or "PENDING"
+    cut = values.cut_place(obj)
     return TaskView(
         id=metadata.get("name", ""),
         status=state,
@@ -111,6 +117,12 @@ def view_of(obj: Mapping[str, Any]) -> TaskView:
         started=_parse_time(status.get("startedAt")),
         finished=_parse_time(status.get("finishedAt")),
         duration=status.get("duration") or "",
+        invalid=(
+            f"{cut} is nested deeper than {values.DECODE_MAX_DEPTH} levels (at most {values.MAX_DEPTH} "
+            "are accepted per value); not shown"
+            if cut
+            else ""
+        ),
     )
 
 
@@ -154,6 +166,8 @@ def format_status(view: TaskView) -> str:
         rows.append(("duration", view.duration))
     if view.status == "SUCCESS":
         rows.append(("result", dumps(view.result)))
+    if view.invalid:
+        rows.append(("invalid", view.invalid))
     if view.error:
         rows.append(("error", format_error(view.error)))
     elif view.failed and view.message:
@@ -172,10 +186,15 @@ def _indent(text: str) -> str:
 
 def format_table(views: Iterable[TaskView], now: datetime) -> str:
     """The human form of `list`: kubectl-like columns, oldest first."""
-    header = ("ID", "STATE", "TASK", "APP", "AGE")
+    views = list(views)
+    header: tuple[str, ...] = ("ID", "STATE", "TASK", "APP", "AGE")
     rows = [header] + [(v.id, v.status, v.task, v.app, age(v.created, now)) for v in views]
     if len(rows) == 1:
         return "No tasks found."
+    if any(v.invalid for v in views):
+        # Only then: the usual table keeps kubectl's five columns.
+        header += ("NOTE",)
+        rows = [header] + [row + (views[i].invalid,) for i, row in enumerate(rows[1:])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows

@@ -8,6 +8,7 @@ changing KUBECONFIG (e.g. in tests) takes effect on the next call.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, Iterator, Optional
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from . import values
 from .constants import GROUP, PLURAL, VERSION
 from .errors import InvalidTaskError
 
@@ -84,8 +86,6 @@ def connect() -> Connection:
 
 
 def _api_message(error: ApiException) -> str:
-    import json
-
     try:
         return json.loads(error.body)["message"]
     except Exception:
@@ -106,14 +106,53 @@ def create_task(connection: Connection, namespace: str, body: dict[str, Any]) ->
         raise
 
 
-def get_task(connection: Connection, namespace: str, name: str) -> Optional[dict[str, Any]]:
-    """The LimeTask, or None if there is none by that name."""
+def _decoded(response: Any) -> Any:
+    """The body of a raw (`_preload_content=False`) response, decoded with
+    values.decode_bounded: the kubernetes client's own json.loads raises RecursionError
+    on an object nested past ~1000 levels, which the API server accepts (up to 10,000),
+    and one such object would make every list of its namespace fail."""
     try:
-        return connection.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return values.decode_bounded(response.data)[0]
+    finally:
+        response.release_conn()
+
+
+def get_task(connection: Connection, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    """The LimeTask, or None if there is none by that name. Parts nested deeper than
+    values.DECODE_MAX_DEPTH are replaced by values.TOO_DEEP (see values.cut_place)."""
+    try:
+        response = connection.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+        )
     except ApiException as error:
         if error.status == 404:
             return None
         raise
+    return _decoded(response)
+
+
+def list_tasks(connection: Connection, namespace: str, label_selector: Optional[str] = None) -> list[dict[str, Any]]:
+    """The LimeTasks of a namespace (optionally selected by labels), decoded as
+    `get_task` does, so a poison object is listed (with its deep part cut) instead of
+    making the whole list fail."""
+    response = connection.custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, label_selector=label_selector, _preload_content=False
+    )
+    return list(_decoded(response).get("items") or [])
+
+
+class _BoundedWatch(watch.Watch):
+    """A watch whose events are decoded with values.decode_bounded (see `_decoded`)."""
+
+    def unmarshal_event(self, data: Any, return_type: Any) -> Any:
+        if not data or data.isspace():
+            return None
+        try:
+            event, cut = values.decode_bounded(data)
+        except json.JSONDecodeError:
+            return None
+        # The client's own decoding, now of a value that is shallow enough for it.
+        return super().unmarshal_event(json.dumps(event) if cut else data, return_type)
 
 
 class WatchExpired(Exception):
@@ -126,7 +165,7 @@ def watch_task(
     """(event type, object) for one LimeTask, from `resource_version`, for at most
     `timeout_seconds` (the server ends the watch then; the client gives it a little more
     so a dead connection cannot hang the caller)."""
-    stream = watch.Watch()
+    stream = _BoundedWatch()
     try:
         for event in stream.stream(
             connection.custom.list_namespaced_custom_object,

@@ -97,14 +97,16 @@ class LimeTaskSpec(_Model):
 
     @model_validator(mode="after")
     def _values_exact(self) -> "LimeTaskSpec":
-        """Refuse values that cannot arrive exactly (lime_task.values, naming the place),
-        turn the numbers `floatPaths` names back into floats, and recompute floatPaths
-        from the values: the sender (floats given) and the operator (reading what the
-        API server stored) both end with the exact values and the same floatPaths."""
-        values.check_arguments(self.args, self.kwargs)
+        """Turn the numbers `floatPaths` names back into floats, refuse values that
+        cannot arrive exactly (lime_task.values, naming the place), and recompute
+        floatPaths from the values: the sender (floats given) and the operator (reading
+        what the API server stored) both end with the exact values and the same
+        floatPaths. Restoring comes first: the API server writes an integral float of
+        2**63 or more (1e20) as an integer beyond int64, which is fine when listed."""
         arguments = values.restore(
             {"args": self.args, "kwargs": self.kwargs}, self.float_paths, root="floatPaths"
         )
+        values.check_arguments(arguments["args"], arguments["kwargs"])
         self.args, self.kwargs = arguments["args"], arguments["kwargs"]
         self.float_paths = values.float_paths(arguments) or None
         return self

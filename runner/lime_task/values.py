@@ -334,6 +334,77 @@ def status_result(status: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------
+# Reading API responses that may hold a poison object
+# --------------------------------------------------------------------------------------
+
+# Levels of a whole API response decoded; deeper parts are cut. A task list wraps an
+# argument in 5 levels (list, items, task, spec, args), so every accepted value
+# (MAX_DEPTH) is kept whole, and 200 is far below the decoder's ~1000.
+DECODE_MAX_DEPTH = 2 * MAX_DEPTH
+# What a cut part is replaced by: a string no accepted value is refused for, but that
+# `find_string` locates to say where the cut was.
+TOO_DEEP = f"<lime-task: nested deeper than {DECODE_MAX_DEPTH} levels; not decoded>"
+# A JSON string (escapes included) or a bracket; everything else is copied as it is.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def decode_bounded(text: "str | bytes", max_depth: int = DECODE_MAX_DEPTH) -> tuple[Any, bool]:
+    """json.loads for text that may nest deeper than Python's decoder can go (it raises
+    RecursionError near 1000 levels; the API server stores up to 10,000): every list or
+    object that starts deeper than `max_depth` levels is replaced by the string
+    TOO_DEEP before decoding. Returns (the value, whether anything was cut).
+    json.JSONDecodeError for text that is not JSON. One pass, no recursion."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")
+    pieces: list[str] = []
+    depth = 0
+    copied_to = 0
+    cut_from: Optional[int] = None
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        if token in "[{":
+            depth += 1
+            if depth == max_depth + 1:
+                cut_from = match.start()
+        else:
+            if depth == max_depth + 1 and cut_from is not None:
+                pieces.append(text[copied_to:cut_from])
+                pieces.append(json.dumps(TOO_DEEP))
+                copied_to = match.end()
+                cut_from = None
+            depth -= 1
+    if copied_to == 0:
+        return json.loads(text), False
+    pieces.append(text[copied_to:])
+    return json.loads("".join(pieces)), True
+
+
+def find_string(value: Any, needle: str) -> Optional[list]:
+    """The keys leading to the first str equal to `needle` in `value` (document
+    order), None if there is none. Iterative."""
+    for item, path, _, _ in _walk(value, max_depth=10**9):
+        if type(item) is str and item == needle:
+            return _keys(path)
+    return None
+
+
+def cut_place(obj: Any, root: str = "") -> Optional[str]:
+    """Where `decode_bounded` cut `obj` (``spec['args'][0]...``), None if it did not."""
+    # A quick look first (C speed): the walk only runs for objects that were cut.
+    if TOO_DEEP not in json.dumps(obj, ensure_ascii=False):
+        return None
+    keys = find_string(obj, TOO_DEEP)
+    if keys is None:
+        return None
+    if root:
+        return render_place(root, keys)
+    head, rest = (str(keys[0]), keys[1:]) if keys else ("(root)", [])
+    return render_place(head, rest)
+
+
+# --------------------------------------------------------------------------------------
 # What the API server does to a JSON value (checked against the real one in the tests)
 # --------------------------------------------------------------------------------------
 

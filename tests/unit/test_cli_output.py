@@ -157,3 +157,29 @@ def test_errors_map_to_documented_exit_codes():
         assert cli._error_code(error)[0] == code, error
     with pytest.raises(ZeroDivisionError):  # a bug is not disguised as an exit code
         cli._error_code(ZeroDivisionError())
+
+
+def test_a_result_with_integral_floats_is_shown_as_the_task_returned_it():
+    view = cli_output.view_of(lime_task(state="SUCCESS", result={"avg": 2, "n": 4}, resultFloatPaths=["/avg"]))
+    assert view.result == {"avg": 2.0, "n": 4} and type(view.result["avg"]) is float
+    assert cli_output.dumps(view.to_json()) == '{"id":"t1","status":"SUCCESS","result":{"avg":2.0,"n":4}}'
+
+
+def test_a_poison_task_is_listed_and_marked_not_hidden():
+    from lime_task import values
+
+    deep = "[" * 5000 + "]" * 5000
+    text = json.dumps({"items": [lime_task("ok"), lime_task("poison")]}).replace('"args": [1, 2]}}]', f'"args": [{deep}]}}}}]')
+    items, cut = values.decode_bounded(text)
+    assert cut
+    views = cli.select_tasks(items["items"], None, None)
+    assert [v.id for v in views] == ["ok", "poison"]
+    assert views[0].invalid == ""
+    assert views[1].invalid.startswith("spec['args'][0][0]") and "nested deeper than 200 levels" in views[1].invalid
+    assert views[1].to_json_detailed()["invalid"] == views[1].invalid
+    assert "invalid" not in views[0].to_json_detailed()
+    table = cli_output.format_table(views, NOW).splitlines()
+    assert table[0].split() == ["ID", "STATE", "TASK", "APP", "AGE", "NOTE"]
+    assert table[2].startswith("poison") and "nested deeper" in table[2]
+    assert "NOTE" not in cli_output.format_table(views[:1], NOW)
+    assert "invalid:" in cli_output.format_status(views[1])

@@ -292,6 +292,14 @@ def test_a_spec_the_sender_accepts_reaches_the_operator_exactly(args, kwargs):
     assert read.float_paths == spec.float_paths
 
 
+def test_a_stored_integral_float_beyond_int64_is_restored_before_the_int64_rule():
+    # 1e20 is stored as the integer 100000000000000000000: fine where floatPaths lists it.
+    stored = {"task": "a.b", "app": "x", "args": [100000000000000000000], "floatPaths": ["/args/0"]}
+    assert same(LimeTaskSpec.model_validate(stored).args, [1e20])
+    with pytest.raises(ValueError, match=r"args\[0\]: the integer 100000000000000000000 is outside int64"):
+        LimeTaskSpec.model_validate({**stored, "floatPaths": None})
+
+
 def test_a_kubectl_spec_with_a_bad_float_path_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"floatPaths\[1\]: '/args/5' is not the place of a float"):
         LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "args": [1], "floatPaths": ["/args/0", "/args/5"]})
@@ -300,6 +308,41 @@ def test_a_kubectl_spec_with_a_bad_float_path_is_refused_naming_it():
 def test_a_kubectl_spec_nested_too_deep_is_refused_without_recursion():
     with pytest.raises(ValueError, match=r"args\[0\]\[0\].*nested deeper than 100 levels"):
         LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "args": [nested(9_000)]})
+
+
+# --------------------------------------------------------------------------------------
+# Reading responses that hold a poison object
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [600, 3_000, 9_000, 100_000])
+def test_decode_bounded_cuts_what_json_cannot_decode_and_keeps_the_rest(depth):
+    text = '{"items": [{"a": "[{\\"]", "spec": {"args": [' + "[" * depth + "1" + "]" * depth + ']}}, {"b": [[2]]}]}'
+    if depth >= 1_000:  # Python's own decoder gives up here (the kind-4 crash)
+        with pytest.raises(RecursionError):
+            json.loads(text)
+    value, cut = values.decode_bounded(text, max_depth=50)
+    assert cut
+    assert value["items"][0]["a"] == '[{"]' and value["items"][1] == {"b": [[2]]}
+    assert values.cut_place(value["items"][0]).startswith("spec['args'][0][0][0]")
+    assert values.cut_place(value["items"][1]) is None
+
+
+@pytest.mark.parametrize("text", ['[1, {"a": "]]}{"}]', '"x"', "3", '{"k": [[[]]], "s": "\\"[" }', "[]"])
+def test_decode_bounded_is_json_loads_for_shallow_text(text):
+    assert values.decode_bounded(text) == (json.loads(text), False)
+    assert values.decode_bounded(text.encode()) == (json.loads(text), False)
+
+
+def test_decode_bounded_keeps_exactly_max_depth_levels():
+    assert values.decode_bounded(json.dumps(nested(5)), max_depth=5) == (nested(5), False)
+    value, cut = values.decode_bounded(json.dumps(nested(6)), max_depth=5)
+    assert cut and value == nested(5, values.TOO_DEEP)
+
+
+def test_decode_bounded_refuses_text_that_is_not_json():
+    with pytest.raises(json.JSONDecodeError):
+        values.decode_bounded("[1, ")
 
 
 # --------------------------------------------------------------------------------------
