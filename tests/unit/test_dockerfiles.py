@@ -1,4 +1,5 @@
-"""Structure of the Dockerfiles, which cannot be built here (no Docker engine).
+"""Structure of the Dockerfiles (the local cluster builds them with buildah; see
+devcluster/images.py, and tests/integration/test_kubelet_node.py for the built images).
 
 A small parser reads the instructions so that the checks are about what Docker would
 execute, not about comments or formatting.
@@ -32,9 +33,38 @@ def last(pairs, keyword):
     return values[-1]
 
 
+def base_of(pairs) -> str:
+    """The FROM argument with ${ARG} replaced by the ARG's default, as Docker resolves it."""
+    args = {}
+    for key, rest in pairs:
+        if key == "ARG" and "=" in rest:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        if key == "FROM":
+            for name, default in args.items():
+                rest = rest.replace("${%s}" % name, default)
+            return rest
+    raise AssertionError("no FROM instruction")
+
+
+def test_base_image_is_a_build_argument_defaulting_to_slim_python():
+    """The local cluster passes its own Debian base as BASE_IMAGE; elsewhere the upstream image."""
+    for name in ("Dockerfile.operator", "Dockerfile.runner"):
+        pairs = instructions(ROOT / "docker" / name)
+        assert pairs[:2] == [("ARG", "BASE_IMAGE=python:3.11-slim"), ("FROM", "${BASE_IMAGE}")], name
+        assert base_of(pairs) == "python:3.11-slim"
+
+
+def test_tasks_image_builds_on_the_runner_and_keeps_its_user_and_command():
+    pairs = instructions(ROOT / "docker" / "Dockerfile.tasks")
+    assert pairs[1] == ("FROM", "${RUNNER_IMAGE}")
+    assert not any(key in ("USER", "CMD", "ENTRYPOINT", "RUN") for key, _ in pairs)
+    assert last(pairs, "ENV") == "PYTHONPATH=/opt/lime-tasks"
+
+
 def test_operator_image_is_slim_python_with_the_operator_extra_as_non_root():
     pairs = instructions(ROOT / "docker" / "Dockerfile.operator")
-    assert pairs[0] == ("FROM", "python:3.11-slim")
+    assert base_of(pairs) == "python:3.11-slim"
     assert any(key == "RUN" and 'pip install ".[operator]"' in rest for key, rest in pairs)
     assert last(pairs, "USER") == "65532:65532"
     assert json.loads(last(pairs, "ENTRYPOINT")) == ["lime-task", "operator"]
@@ -42,7 +72,7 @@ def test_operator_image_is_slim_python_with_the_operator_extra_as_non_root():
 
 def test_runner_image_is_the_library_only_as_non_root_running_the_runner():
     pairs = instructions(ROOT / "docker" / "Dockerfile.runner")
-    assert pairs[0] == ("FROM", "python:3.11-slim")
+    assert base_of(pairs) == "python:3.11-slim"
     installs = [rest for key, rest in pairs if key == "RUN" and "pip install" in rest]
     assert installs and not any("operator]" in rest for rest in installs)
     assert last(pairs, "USER") == "65532:65532"
@@ -59,7 +89,7 @@ def test_user_is_set_after_every_install_step():
 
 
 def test_copied_paths_exist_in_the_repository():
-    for name in ("Dockerfile.operator", "Dockerfile.runner"):
+    for name in ("Dockerfile.operator", "Dockerfile.runner", "Dockerfile.tasks"):
         for key, rest in instructions(ROOT / "docker" / name):
             if key == "COPY":
                 *sources, _ = rest.split()

@@ -1,0 +1,86 @@
+"""Image naming, input hashing and the wheelhouse requirements (devcluster.imagespec)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devcluster import imagespec
+from devcluster.imagespec import ImageSpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_reference_is_local_and_never_latest():
+    ref = imagespec.reference("runner", "ab" * 32)
+    assert ref == "localhost/lime-task-runner:" + "ab" * 8
+    assert not ref.endswith(":latest")
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "Z" * 64, "latest" + "0" * 20])
+def test_reference_refuses_a_digest_that_is_not_hex(bad):
+    with pytest.raises(ImageSpecError, match="digest"):
+        imagespec.reference("runner", bad)
+
+
+@given(st.lists(st.tuples(st.text(max_size=5), st.binary(max_size=5)), max_size=4),
+       st.lists(st.tuples(st.text(max_size=5), st.binary(max_size=5)), max_size=4))
+def test_digest_differs_whenever_the_inputs_differ(a, b):
+    """Length-prefixing: ("ab", "c") and ("a", "bc") are different inputs, so differ."""
+    assert (imagespec.digest(a) == imagespec.digest(b)) == (a == b)
+
+
+def test_walk_inputs_leaves_out_caches_and_names_a_missing_input(tmp_path):
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"x")
+    (tmp_path / "pkg" / "m.py").write_text("print(1)\n")
+    (tmp_path / "pkg" / "x.egg-info").mkdir()
+    (tmp_path / "pkg" / "x.egg-info" / "PKG-INFO").write_text("x")
+    (tmp_path / "f.txt").write_text("f")
+    assert [name for name, _ in imagespec.walk_inputs(tmp_path, ["pkg", "f.txt"])] == ["f.txt", "pkg/m.py"]
+    with pytest.raises(ImageSpecError, match="'nope' does not exist"):
+        list(imagespec.walk_inputs(tmp_path, ["nope"]))
+
+
+def test_an_edited_input_changes_the_image_name(tmp_path):
+    (tmp_path / "a.py").write_text("1")
+    before = imagespec.digest(imagespec.walk_inputs(tmp_path, ["a.py"]))
+    (tmp_path / "a.py").write_text("2")
+    assert imagespec.digest(imagespec.walk_inputs(tmp_path, ["a.py"])) != before
+
+
+def test_every_spec_input_exists_and_parents_come_first():
+    built = {imagespec.BASE_NAME}
+    for spec in imagespec.SPECS:
+        assert spec.parent in built, spec.name
+        assert list(imagespec.walk_inputs(ROOT, (spec.dockerfile, *spec.inputs)))
+        built.add(spec.name)
+
+
+def test_wheel_requirements_cover_dependencies_extras_and_the_build_system():
+    text = """
+[build-system]
+requires = ["setuptools>=68", "wheel"]
+[project]
+dependencies = ["pika>=1.3", "wheel"]
+[project.optional-dependencies]
+operator = ["kopf>=1.45"]
+"""
+    assert imagespec.wheel_requirements(text) == ["kopf>=1.45", "pika>=1.3", "setuptools>=68", "wheel"]
+    with pytest.raises(ImageSpecError, match="no optional dependency group 'web'"):
+        imagespec.wheel_requirements(text, extras=("web",))
+    with pytest.raises(ImageSpecError, match="no dependencies"):
+        imagespec.wheel_requirements("[project]\nname = 'x'\n")
+
+
+def test_the_project_pyproject_gives_the_wheelhouse_requirements():
+    reqs = imagespec.wheel_requirements((ROOT / "pyproject.toml").read_text())
+    assert any(r.startswith("kopf") for r in reqs) and any(r.startswith("setuptools") for r in reqs)
+
+
+def test_pip_conf_never_reaches_the_network():
+    conf = imagespec.pip_conf("/wheels")
+    assert "no-index = true" in conf and "find-links = /wheels" in conf
