@@ -92,24 +92,48 @@ def parse_spec(task_obj: Mapping[str, Any]) -> LimeTaskSpec:
     return spec
 
 
+def image_allowed(image: str, entries: tuple[str, ...]) -> bool:
+    """Whether `image` matches one of `entries` (LIME_TASK_OPERATOR_ALLOWED_IMAGES).
+
+    An entry ending in "/" allows every image under that registry path
+    ("registry.local/team/"); any other entry is one repository, allowed with any tag or
+    digest ("registry.local/runner" allows "registry.local/runner:1.2" and
+    "registry.local/runner@sha256:…", not "registry.local/runner-evil"). Plain string
+    prefixes would let "registry.local" match "registry.local.attacker.example/x".
+    """
+    for entry in entries:
+        if entry.endswith("/"):
+            if image.startswith(entry):
+                return True
+        elif image == entry or image.startswith((entry + ":", entry + "@")):
+            return True
+    return False
+
+
 def resolve_image(spec: LimeTaskSpec, settings: Settings) -> str:
     """The image to run: the task's own (if allowed), the app's, or the default.
 
-    Only an image named in the task is checked against ALLOWED_IMAGES: the operator's
-    own configuration is trusted, a task's spec is user input.
+    Secure by default: whoever may create a LimeTask must not gain the power to run any
+    image in the namespace (RBAC may deny them Jobs and pods). A task may name an image
+    only if it is one the operator is configured with (DEFAULT_IMAGE, APP_IMAGES) or
+    matches ALLOWED_IMAGES (image_allowed); with ALLOWED_IMAGES empty, only the
+    configured ones. The operator's own configuration is trusted, a task's spec is
+    user input. Raises InvalidTask naming the rule.
     """
+    configured = {image for image in (settings.default_image, *settings.app_images.values()) if image}
     if spec.image:
-        if settings.allowed_images and not spec.image.startswith(settings.allowed_images):
-            raise InvalidTask(
-                f"image {spec.image!r} is not allowed; allowed image prefixes: "
-                + ", ".join(settings.allowed_images)
-            )
-        return spec.image
+        if spec.image in configured or image_allowed(spec.image, settings.allowed_images):
+            return spec.image
+        allowed = ", ".join(settings.allowed_images) if settings.allowed_images else "none"
+        raise InvalidTask(
+            f"image {spec.image!r} is not allowed: a task may name only the operator's configured images "
+            f"(DEFAULT_IMAGE, APP_IMAGES) or one matching LIME_TASK_OPERATOR_ALLOWED_IMAGES (now: {allowed})"
+        )
     image = settings.app_images.get(spec.app) or settings.default_image
     if not image:
         raise InvalidTask(
-            f"no image configured for app {spec.app!r}: set spec.image, or the operator's "
-            "LIME_TASK_OPERATOR_APP_IMAGES or LIME_TASK_OPERATOR_DEFAULT_IMAGE"
+            f"no image configured for app {spec.app!r}: set the operator's "
+            "LIME_TASK_OPERATOR_APP_IMAGES or LIME_TASK_OPERATOR_DEFAULT_IMAGE (or spec.image, if allowed)"
         )
     return image
 

@@ -20,6 +20,11 @@ from lime_task.models import APP_NAME_PATTERN
 
 PREFIX = "LIME_TASK_OPERATOR_"
 DEFAULT_TTL_SECONDS = 24 * 3600
+# How long a task's container may wait for an image or its configuration (kubelet's
+# ErrImagePull, ImagePullBackOff, CreateContainerConfigError, ...) before the task fails.
+# Five minutes covers kubelet's image-pull back-off reaching its 300 s cap once, i.e. a
+# registry outage of a few minutes or a Secret created just after the task.
+DEFAULT_CONTAINER_START_TIMEOUT_SECONDS = 300
 
 # A DNS-1123 label: what a namespace name must be.
 _NAMESPACE_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -34,7 +39,8 @@ class SettingsError(ValueError):
 class Settings:
     default_image: str = ""
     app_images: Mapping[str, str] = field(default_factory=dict)
-    # Prefixes an image must start with; empty means any image is allowed.
+    # Images a task may name in spec.image besides the configured ones (jobs.image_allowed);
+    # empty means only the configured images (DEFAULT_IMAGE, APP_IMAGES).
     allowed_images: tuple[str, ...] = ()
     # 0 means unlimited, for both limits.
     max_running: int = 0
@@ -49,6 +55,9 @@ class Settings:
     # The ServiceAccount of task pods (the chart's no-rights account); empty means the
     # namespace's default. Its token is never mounted either way.
     task_service_account: str = ""
+    # Seconds a container may wait for a reason in attempts.STUCK_WAITING_REASONS before
+    # its task fails with that reason (status.observe); at least 1.
+    container_start_timeout_seconds: int = DEFAULT_CONTAINER_START_TIMEOUT_SECONDS
 
     @property
     def events_enabled(self) -> bool:
@@ -129,6 +138,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     task_service_account = raw("TASK_SERVICE_ACCOUNT")
     if task_service_account and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", task_service_account):
         problems.append(f"{PREFIX}TASK_SERVICE_ACCOUNT: {task_service_account!r} is not a valid ServiceAccount name")
+    container_start_timeout = non_negative_int("CONTAINER_START_TIMEOUT_SECONDS", DEFAULT_CONTAINER_START_TIMEOUT_SECONDS)
+    if container_start_timeout < 1:
+        problems.append(f"{PREFIX}CONTAINER_START_TIMEOUT_SECONDS must be >= 1, got {container_start_timeout}")
+        container_start_timeout = DEFAULT_CONTAINER_START_TIMEOUT_SECONDS
     settings = Settings(
         default_image=raw("DEFAULT_IMAGE"),
         app_images=app_images,
@@ -141,6 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exchange=exchange,
         extra_env=extra_env,
         task_service_account=task_service_account,
+        container_start_timeout_seconds=container_start_timeout,
     )
     if problems:
         raise SettingsError("invalid operator settings:\n  " + "\n  ".join(problems))

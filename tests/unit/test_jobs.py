@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lime_task.constants import LABEL_APP, LABEL_MANAGED_BY, LABEL_TASK_ID, MAX_ARGUMENTS_BYTES
-from lime_task_operator.jobs import InvalidTask, build_job, job_name, owner_uid
+from lime_task_operator.jobs import InvalidTask, build_job, image_allowed, job_name, owner_uid
 from lime_task_operator.settings import Settings
 
 SETTINGS = Settings(default_image="runner:default", extra_env={"PYTHONPATH": "/srv/examples"})
@@ -112,7 +112,7 @@ def test_resources_are_copied_as_strings():
 
 
 def test_image_choice_task_then_app_then_default():
-    settings = Settings(default_image="default:1", app_images={"billing": "billing:2"})
+    settings = Settings(default_image="default:1", app_images={"billing": "billing:2"}, allowed_images=("own",))
     assert container(build_job(task(image="own:3"), settings))["image"] == "own:3"
     assert container(build_job(task(), settings))["image"] == "billing:2"
     assert container(build_job(task(app="other"), settings))["image"] == "default:1"
@@ -123,6 +123,27 @@ def test_image_outside_allowed_prefixes_is_invalid():
     assert container(build_job(task(image="registry.local/mine:1"), settings))["image"] == "registry.local/mine:1"
     with pytest.raises(InvalidTask, match="image 'evil.example/miner:1' is not allowed"):
         build_job(task(image="evil.example/miner:1"), settings)
+
+
+def test_by_default_a_task_may_name_only_the_configured_images():
+    settings = Settings(default_image="registry.local/runner:1", app_images={"billing": "registry.local/billing:2"})
+    assert container(build_job(task(image="registry.local/billing:2"), settings))["image"] == "registry.local/billing:2"
+    for image in ("registry.local/runner:2", "evil.example/miner:1", "registry.local/runner:1x"):
+        with pytest.raises(InvalidTask, match="LIME_TASK_OPERATOR_ALLOWED_IMAGES \\(now: none\\)"):
+            build_job(task(image=image), settings)
+
+
+@pytest.mark.parametrize("entry,image,allowed", [
+    ("registry.local/team/", "registry.local/team/app:1", True),
+    ("registry.local/team/", "registry.local/teamx/app:1", False),
+    ("registry.local/runner", "registry.local/runner", True),
+    ("registry.local/runner", "registry.local/runner:1.2", True),
+    ("registry.local/runner", "registry.local/runner@sha256:" + "a" * 64, True),
+    ("registry.local/runner", "registry.local/runner-evil:1", False),
+    ("registry.local", "registry.local.attacker.example/x:1", False),
+])
+def test_allowed_images_match_a_registry_path_or_one_repository(entry, image, allowed):
+    assert image_allowed(image, (entry,)) is allowed
 
 
 def test_no_image_for_the_app_is_invalid():
