@@ -357,3 +357,51 @@ def _json(data: bytes | str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------- failure forensics (#11)
+# Module-level functions over a Kube, kept apart from the class so that they do not
+# collide with work on it; the reconciler calls them through its thread pool.
+
+# (connect, read) seconds for a log read: kubelet answers through the API server.
+LOG_REQUEST_TIMEOUT = (5, 15)
+
+
+def read_pod_log_tail(kube: Kube, namespace: str, pod: str, container: str, tail_lines: int,
+                      limit_bytes: int) -> str:
+    """The last `tail_lines` lines of a container's log, at most `limit_bytes` bytes
+    (GET pods/{pod}/log with tailLines and limitBytes; needs `get` on `pods/log`).
+
+    Text decoded as UTF-8 with replacement characters. Raises the KubeError subclass for
+    the answer (NotFound when the pod is gone, or a 400 when kubelet has no log) or
+    Unavailable when there is no answer.
+    """
+    path = f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(pod)}/log"
+    query = [("container", container), ("tailLines", str(tail_lines)), ("limitBytes", str(limit_bytes))]
+    response = kube._open("GET", path, query, LOG_REQUEST_TIMEOUT)
+    try:
+        data = response.read(limit_bytes + 1)
+    finally:
+        response.release_conn()
+    if response.status >= 400:
+        message = _json(data).get("message") or data[:300].decode(errors="replace")
+        raise error_for(response.status, f"GET {path}: {message}")
+    return data[:limit_bytes].decode("utf-8", errors="replace")
+
+
+def delete_job(kube: Kube, namespace: str, name: str, uid: str) -> bool:
+    """Delete a Job (uid precondition, background propagation: its pods follow).
+
+    For a task that already failed while its Job was still trying (a container that
+    could never start): the Job must not start the task later. False if the Job is
+    already gone or is another Job by now.
+    """
+    result = kube._request(
+        "DELETE",
+        f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}",
+        body={"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid},
+              "propagationPolicy": "Background"},
+        ok_missing=True,
+        ok_conflict=True,
+    )
+    return result is not None and not result.get("_conflict")

@@ -376,7 +376,7 @@ class Reconciler:
 
     async def _finished(self, key: Key, task: dict[str, Any]) -> None:
         now = self._clock()
-        if not status.event_confirmed(task) and not status.event_abandoned(task):
+        if not status.event_confirmed(task):
             if self.publisher is not None:
                 if not self.events.pending_retry(key):  # else its backoff timer is set
                     self.events.nudge(key)
@@ -419,7 +419,7 @@ class Reconciler:
                 raise ValueError(f"routing key {routing_key[:80]}… is {len(routing_key.encode())} bytes; "
                                  f"AMQP allows at most {AMQP_SHORTSTR_BYTES}, so the event cannot be sent")
         except (KeyError, ValueError) as error:
-            fields = status.event_failed(task, status.INVALID_EVENT, str(error), now)
+            fields = status.event_failed(task, "InvalidEvent", str(error), now)
             if fields:
                 await self._patch(key, task, fields)
             return

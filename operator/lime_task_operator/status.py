@@ -650,23 +650,12 @@ def expiry(task: Mapping[str, Any], default_ttl_seconds: int) -> Optional[dateti
     return finished + timedelta(seconds=default_ttl_seconds if ttl is None else ttl)
 
 
-INVALID_EVENT = "InvalidEvent"
-
-
-def event_abandoned(task: Mapping[str, Any]) -> bool:
-    """Whether the task's event can never be published (EventPublished=False/InvalidEvent,
-    e.g. a routing key over AMQP's 255 bytes): retrying cannot help, so nothing waits for it."""
-    condition = _event_condition(task)
-    return condition.get("status") == "False" and condition.get("reason") == INVALID_EVENT
-
-
 def may_delete(task: Mapping[str, Any], default_ttl_seconds: int, events_enabled: bool, now: datetime) -> bool:
-    """A finished task is deleted after its TTL, but never before its event went out
-    (or was recorded as impossible to send)."""
+    """A finished task is deleted after its TTL, but never before its event went out."""
     deadline = expiry(task, default_ttl_seconds)
     if deadline is None or now < deadline:
         return False
-    return event_confirmed(task) or not events_enabled or event_abandoned(task)
+    return event_confirmed(task) or not events_enabled
 
 
 # ---------------------------------------------------------------- refusals and bounds

@@ -280,13 +280,15 @@ def select_tasks(items: Sequence[dict[str, Any]], app: Optional[str], state: Opt
 def cmd_list(options: argparse.Namespace, io: Io) -> int:
     from . import kube
     from .api import resolve_namespace
-    from .constants import LABEL_APP
+    from .constants import GROUP, LABEL_APP, PLURAL, VERSION
 
     connection = kube.connect()
     namespace = resolve_namespace(options.namespace, connection)
     selector = f"{LABEL_APP}={options.app}" if options.app else None
-    # kube.list_tasks, not the client's own list: it survives poison objects.
-    views = select_tasks(kube.list_tasks(connection, namespace, selector), options.app, options.state)
+    listed = connection.custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, label_selector=selector
+    )
+    views = select_tasks(listed.get("items", []), options.app, options.state)
     if options.output == "json":
         io.print(cli_output.dumps([view.to_json_detailed() for view in views]))
     else:
@@ -326,9 +328,13 @@ def cmd_logs(options: argparse.Namespace, io: Io) -> int:
     from . import kube
     from .constants import LABEL_TASK_ID
 
-    view = cli_output.view_of(_read(options))
+    obj = _read(options)
+    view = cli_output.view_of(obj)
     core = client.CoreV1Api(kube.connect().api_client)
     pods = core.list_namespaced_pod(view.namespace, label_selector=f"{LABEL_TASK_ID}={view.id}").items
+    kept = kept_log(obj)
+    if not pods and kept is not None:
+        return _print_kept_log(view, kept, "its pods are gone", options, io)
     if not pods:
         why = (
             "it has not started yet"
@@ -347,6 +353,8 @@ def cmd_logs(options: argparse.Namespace, io: Io) -> int:
             io.note(f"attempt {number} ({pod.metadata.name}): no logs: {detail}")
         chunks.append((number, pod.metadata.name, text))
     if all(text is None for _, _, text in chunks):
+        if kept is not None:
+            return _print_kept_log(view, kept, "no pod log could be read", options, io)
         raise CliError(f"no logs could be read for task {view.id}", ExitCode.NOT_FOUND)
     if options.output == "json":
         io.print(
@@ -360,6 +368,30 @@ def cmd_logs(options: argparse.Namespace, io: Io) -> int:
             io.print(f"==> attempt {number} ({name}) <==")
         if text is not None:
             io.out.write(text if text.endswith("\n") or not text else text + "\n")
+    io.out.flush()
+    return ExitCode.OK
+
+
+def kept_log(obj: dict[str, Any]) -> Optional[tuple[str, str]]:
+    """(pod name, log tail) the operator kept in status.lastAttempt for the last failed
+    attempt (at most 2 KiB, cut at a line boundary), or None if there is none."""
+    last = (obj.get("status") or {}).get("lastAttempt") or {}
+    tail = last.get("logTail")
+    if not isinstance(tail, str):
+        return None
+    return str(last.get("pod") or "?"), tail
+
+
+def _print_kept_log(view: cli_output.TaskView, kept: tuple[str, str], why: str, options: argparse.Namespace,
+                    io: Io) -> int:
+    pod, tail = kept
+    if options.output == "json":
+        io.print(cli_output.dumps({"id": view.id, "status": view.status,
+                                   "attempts": [{"pod": pod, "log": tail, "kept": True}]}))
+        return ExitCode.OK
+    io.note(f"task {view.id} ({view.status}): {why}; the end of the last failed attempt's log "
+            f"(pod {pod}), as kept in the task's status:")
+    io.out.write(tail if tail.endswith("\n") or not tail else tail + "\n")
     io.out.flush()
     return ExitCode.OK
 

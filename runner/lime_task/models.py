@@ -97,16 +97,14 @@ class LimeTaskSpec(_Model):
 
     @model_validator(mode="after")
     def _values_exact(self) -> "LimeTaskSpec":
-        """Turn the numbers `floatPaths` names back into floats, refuse values that
-        cannot arrive exactly (lime_task.values, naming the place), and recompute
-        floatPaths from the values: the sender (floats given) and the operator (reading
-        what the API server stored) both end with the exact values and the same
-        floatPaths. Restoring comes first: the API server writes an integral float of
-        2**63 or more (1e20) as an integer beyond int64, which is fine when listed."""
+        """Refuse values that cannot arrive exactly (lime_task.values, naming the place),
+        turn the numbers `floatPaths` names back into floats, and recompute floatPaths
+        from the values: the sender (floats given) and the operator (reading what the
+        API server stored) both end with the exact values and the same floatPaths."""
+        values.check_arguments(self.args, self.kwargs)
         arguments = values.restore(
             {"args": self.args, "kwargs": self.kwargs}, self.float_paths, root="floatPaths"
         )
-        values.check_arguments(arguments["args"], arguments["kwargs"])
         self.args, self.kwargs = arguments["args"], arguments["kwargs"]
         self.float_paths = values.float_paths(arguments) or None
         return self
@@ -147,6 +145,18 @@ class EventRecord(_Model):
     confirmed_at: Optional[datetime] = None
 
 
+class LastAttempt(_Model):
+    """status.lastAttempt: the last failed attempt, kept after its pod is gone (#11)."""
+
+    pod: str = Field(max_length=253)
+    reason: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]*$", max_length=64)
+    message: str = Field(default="", max_length=1024)
+    exit_code: Optional[int] = None
+    started_at: Optional[datetime] = None
+    error: Optional[TaskError] = None
+    log_tail: Optional[str] = Field(default=None, max_length=2048)
+
+
 class LimeTaskStatus(_Model):
     state: Optional[State] = None
     result: Any = None
@@ -159,6 +169,8 @@ class LimeTaskStatus(_Model):
     duration: Optional[str] = Field(default=None, max_length=64)
     attempts: Optional[int] = Field(default=None, ge=0)
     job_name: Optional[str] = Field(default=None, max_length=63)
+    message: Optional[str] = Field(default=None, max_length=1024)
+    last_attempt: Optional[LastAttempt] = None
     event: Optional[EventRecord] = None
     conditions: list[Condition] = Field(default_factory=list, max_length=8)
     observed_generation: Optional[int] = Field(default=None, ge=0)

@@ -26,6 +26,8 @@ OPERATOR_NEEDS = [
         "limetasks.limetask.dev/status": ("get", "patch", "update"),
         "jobs.batch": ("create", "get", "list", "watch", "delete"),
         "pods": ("get", "list", "watch"),
+        # The end of a failed attempt's log, kept in the task's status (#11).
+        "pods/log": ("get",),
         "events": ("create", "patch"),
     }.items()
     for verb in verbs
@@ -39,7 +41,6 @@ OPERATOR_MUST_NOT = [
     ("list", "secrets"),
     ("create", "pods"),
     ("delete", "pods"),
-    ("get", "pods/log"),
     ("create", "pods/exec"),
     ("patch", "jobs.batch"),
     ("create", "deployments.apps"),

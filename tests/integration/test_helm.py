@@ -191,7 +191,7 @@ def test_namespaced_rbac_is_limited_to_the_watched_namespaces(cluster, crd, name
             assert not can_i(cluster, operator, "list", "namespaces", None)
             # Exactly the chart's rules in the watched namespace, besides the defaults.
             assert rule_resources(cluster, operator, watched) - DEFAULT_SELF_RULES == {
-                "limetasks.limetask.dev", "limetasks.limetask.dev/status", "jobs.batch", "pods", "events",
+                "limetasks.limetask.dev", "limetasks.limetask.dev/status", "jobs.batch", "pods", "pods/log", "events",
             }
         finally:
             helm_uninstall(cluster, release, namespace)

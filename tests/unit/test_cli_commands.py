@@ -108,3 +108,61 @@ def test_operator_without_the_operator_package_says_how_to_install_it(monkeypatc
     monkeypatch.setitem(sys.modules, "lime_task_operator", None)  # import raises ImportError
     assert cli.main(["operator"]) == ExitCode.UNAVAILABLE
     assert "pip install 'lime-task[operator]'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ logs: the tail kept in the status (#11)
+
+def _task_with_kept_log(tail="Traceback ...\nValueError: boom\n"):
+    return {
+        "apiVersion": "limetask.dev/v1alpha1", "kind": "LimeTask",
+        "metadata": {"name": "t-gone", "namespace": "ns", "uid": "u", "creationTimestamp": "2025-01-02T03:00:00Z"},
+        "spec": {"task": "pkg.mod.fn", "app": "a"},
+        "status": {"state": "FAILURE", "reason": "Evicted",
+                   "lastAttempt": {"pod": "lt-t-gone-abcde", "reason": "Evicted", "logTail": tail}},
+    }
+
+
+def _logs(monkeypatch, obj, pods=(), output="text"):
+    import argparse
+    import io as io_module
+
+    import kubernetes.client
+
+    from lime_task import kube
+
+    class FakeCore:
+        def __init__(self, api_client):
+            pass
+
+        def list_namespaced_pod(self, namespace, label_selector):
+            return type("PodList", (), {"items": list(pods)})()
+
+    monkeypatch.setattr(cli, "_read", lambda options: obj)
+    monkeypatch.setattr(kube, "connect", lambda: type("Connection", (), {"api_client": None})())
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", FakeCore)
+    out, err = io_module.StringIO(), io_module.StringIO()
+    options = argparse.Namespace(id="t-gone", app="a", namespace="ns", output=output)
+    code = cli.cmd_logs(options, cli.Io(out, err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_logs_fall_back_to_the_tail_kept_in_the_status_when_the_pods_are_gone(monkeypatch):
+    code, out, err = _logs(monkeypatch, _task_with_kept_log())
+    assert code == ExitCode.OK
+    assert out == "Traceback ...\nValueError: boom\n"
+    assert "its pods are gone" in err and "lt-t-gone-abcde" in err
+    code, out, _ = _logs(monkeypatch, _task_with_kept_log(), output="json")
+    assert json.loads(out)["attempts"] == [{"pod": "lt-t-gone-abcde", "log": "Traceback ...\nValueError: boom\n",
+                                            "kept": True}]
+
+
+def test_logs_without_pods_or_a_kept_tail_say_why(monkeypatch):
+    obj = _task_with_kept_log()
+    del obj["status"]["lastAttempt"]
+    try:
+        _logs(monkeypatch, obj)
+    except cli.CliError as error:
+        assert "its pods are gone" in str(error)
+    else:
+        raise AssertionError("expected a CliError")
+    assert cli.kept_log(obj) is None

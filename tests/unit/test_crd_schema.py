@@ -82,6 +82,8 @@ def test_status_agrees(root):
     _compare(models.LimeTaskStatus, status, "status")
     _compare(models.TaskError, status["properties"]["error"], "status.error")
     _compare(models.EventRecord, status["properties"]["event"], "status.event")
+    _compare(models.LastAttempt, status["properties"]["lastAttempt"], "status.lastAttempt")
+    _compare(models.TaskError, status["properties"]["lastAttempt"]["properties"]["error"], "status.lastAttempt.error")
     _compare(models.Condition, status["properties"]["conditions"]["items"], "status.conditions[]")
 
 
@@ -158,8 +160,24 @@ def test_printer_columns(crd):
         "Duration": (".status.duration", 1),
         "Reason": (".status.reason", 1),
         "Attempts": (".status.attempts", 1),
+        "Message": (".status.message", 1),
     }
 
 
 def test_status_is_a_subresource(crd):
     assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+def test_the_reason_description_lists_every_reason_the_operator_writes(root):
+    """Every reason status.py / attempts.py can write is explained in the CRD (kubectl explain)."""
+    from lime_task_operator import attempts, status
+
+    described = root["properties"]["status"]["properties"]["reason"]["description"]
+    reasons = {
+        status.QUEUED, status.PENDING, status.RUNNING, status.COMPLETED, status.TASK_RAISED,
+        status.COULD_NOT_LOAD, status.INVALID_RESULT, status.DEADLINE_EXCEEDED, status.POD_FAILED,
+        status.CANCELLED, status.INVALID_TASK, status.OOM_KILLED, status.EVICTED, status.PREEMPTED,
+        status.NODE_LOST, status.POD_DELETED, status.UNSCHEDULABLE, *attempts.STUCK_WAITING_REASONS,
+    }
+    missing = sorted(reason for reason in reasons if reason not in described)
+    assert not missing, f"reasons not described in the CRD: {missing}"

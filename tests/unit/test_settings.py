@@ -58,6 +58,8 @@ def test_every_variable_is_read():
         ("EXTRA_ENV", '{"1X": "y"}', "'1X' is not a valid environment variable name"),
         ("NAMESPACES", "ok,Not_OK", "'Not_OK' is not a valid namespace name"),
         ("BROKER_URL", "http://user:secret@host/", "BROKER_URL must start with amqp://"),
+        ("CONTAINER_START_TIMEOUT_SECONDS", "0", "CONTAINER_START_TIMEOUT_SECONDS must be >= 1"),
+        ("CONTAINER_START_TIMEOUT_SECONDS", "5m", "CONTAINER_START_TIMEOUT_SECONDS must be a whole number"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, fragment):
@@ -73,3 +75,10 @@ def test_all_problems_are_reported_at_once_and_passwords_are_hidden():
     message = str(caught.value)
     assert "MAX_RUNNING" in message and "BROKER_URL" in message
     assert "secret" not in message
+
+
+def test_container_start_timeout_defaults_to_five_minutes():
+    from lime_task_operator.settings import DEFAULT_CONTAINER_START_TIMEOUT_SECONDS
+
+    assert load_settings({}).container_start_timeout_seconds == DEFAULT_CONTAINER_START_TIMEOUT_SECONDS == 300
+    assert load_settings({P + "CONTAINER_START_TIMEOUT_SECONDS": "45"}).container_start_timeout_seconds == 45

@@ -492,3 +492,16 @@ def test_status_texts_stay_within_the_crd_bounds():
     assert len(t.status["message"]) <= 1024 and t.status["message"].endswith("...[cut]")
     assert len(t.status["lastAttempt"]["message"]) <= 1024
     assert len(t.status["lastAttempt"]["logTail"].encode()) <= 2048
+
+
+def test_the_job_of_a_task_that_could_not_start_is_stopped():
+    failed = task("FAILURE", reason="ImagePullBackOff")
+    assert status.job_to_stop(failed, job()) is True
+    assert status.job_to_stop(failed, job(("Failed", "DeadlineExceeded"))) is False  # already over
+    assert status.job_to_stop(failed, None) is False
+    deleting_job = job()
+    deleting_job["metadata"]["deletionTimestamp"] = "2025-01-02T03:04:00Z"
+    assert status.job_to_stop(failed, deleting_job) is False
+    # Other failures end with their Job; a running task keeps its Job.
+    assert status.job_to_stop(task("FAILURE", reason="TaskRaised"), job()) is False
+    assert status.job_to_stop(task("PENDING", reason="ImagePullBackOff"), job()) is False

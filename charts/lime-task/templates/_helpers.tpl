@@ -100,7 +100,8 @@ The operator's rules on LimeTasks, their Jobs and pods, shared by the ClusterRol
 each namespaced Role. Kept to what the operator does: it reads and patches tasks,
 deletes them after their TTL, writes their status, creates and follows one Job per task
 (deleting it when a task is cancelled before the garbage collector does), reads the
-Job's pod for its termination message, and posts Kubernetes events (kopf does too).
+Job's pod for its termination message and a failed attempt's log tail (pods/log), and
+posts Kubernetes events (kopf does too).
 */}}
 {{- define "lime-task.operatorRules" -}}
 - apiGroups: ["limetask.dev"]
@@ -115,6 +116,9 @@ Job's pod for its termination message, and posts Kubernetes events (kopf does to
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
