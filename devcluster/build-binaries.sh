@@ -12,6 +12,11 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+# The node: containerd 2.x from its Go module rather than Debian's 1.6 (Kubernetes is
+# ending support for containerd 1.x, and only 2.x keeps pod network namespaces inside its
+# own state directory: netns_mounts_under_state_dir). crictl for looking at the node.
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.3.7}
+CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
 CACHE=${LIME_CACHE:-$HOME/.cache/lime-task}
 BIN="$CACHE/bin"
 WORK="$CACHE/build"
@@ -129,9 +134,76 @@ build_wrapped() {
   log "built $name in $((SECONDS - t0))s"
 }
 
+# kubelet comes from the same wrapper module; it imports packages the control plane does
+# not (cadvisor, the CRI client), so their go.sum entries are added first.
+build_kubelet() {
+  if have kubelet "$K8S_VERSION"; then link kubelet "$K8S_VERSION"; return; fi
+  local dir="$WORK/kubernetes-$K8S_VERSION"
+  cd "$dir"
+  if [ ! -f kubelet_tools.go ]; then
+    printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' >kubelet_tools.go
+    go mod tidy -e >/dev/null 2>&1 || true
+  fi
+  local minor ld=""
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  log "building kubelet $K8S_VERSION"
+  local t0=$SECONDS
+  go build -trimpath -ldflags "-s -w $ld" -o "$BIN/kubelet-$K8S_VERSION.tmp" k8s.io/kubernetes/cmd/kubelet
+  mv "$BIN/kubelet-$K8S_VERSION.tmp" "$BIN/kubelet-$K8S_VERSION"
+  link kubelet "$K8S_VERSION"
+  log "built kubelet in $((SECONDS - t0))s"
+}
+
+# containerd, its runc shim and ctr: three main packages of one module.
+build_containerd() {
+  local c want=()
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    have "$c" "$CONTAINERD_VERSION" || want+=("$c")
+  done
+  if [ ${#want[@]} -gt 0 ]; then
+    local dir="$WORK/containerd-$CONTAINERD_VERSION" mod=github.com/containerd/containerd/v2
+    mkdir -p "$dir"
+    cd "$dir"
+    if [ ! -f go.mod ]; then
+      log "preparing wrapper module for $mod $CONTAINERD_VERSION"
+      printf 'module lime-task.dev/containerd-build\n\ngo 1.24\n' >go.mod
+      {
+        printf '//go:build tools\n\npackage tools\n\nimport (\n'
+        printf '\t_ "%s/cmd/%s"\n' "$mod" containerd "$mod" containerd-shim-runc-v2 "$mod" ctr
+        printf ')\n'
+      } >tools.go
+      go get "$mod@$CONTAINERD_VERSION" >/dev/null
+      go mod tidy >/dev/null
+    fi
+    for c in "${want[@]}"; do
+      log "building $c $CONTAINERD_VERSION"
+      local t0=$SECONDS
+      # no_btrfs/no_zfs/no_devmapper: snapshotters this node never uses (overlayfs only).
+      go build -trimpath -tags "no_btrfs no_zfs no_devmapper" \
+        -ldflags "-s -w -X $mod/version.Version=$CONTAINERD_VERSION" \
+        -o "$BIN/$c-$CONTAINERD_VERSION.tmp" "$mod/cmd/$c"
+      mv "$BIN/$c-$CONTAINERD_VERSION.tmp" "$BIN/$c-$CONTAINERD_VERSION"
+      log "built $c in $((SECONDS - t0))s"
+    done
+  fi
+  for c in containerd containerd-shim-runc-v2 ctr; do link "$c" "$CONTAINERD_VERSION"; done
+}
+
 t_all=$SECONDS
 build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 ""
 build_kubernetes
 build_wrapped helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+# The node's binaries only when asked for (LIME_NODE_BINARIES=1): a cluster without the
+# kubelet node does not need them.
+if [ "${LIME_NODE_BINARIES:-0}" = 1 ]; then
+  build_kubelet
+  build_containerd
+  build_wrapped crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools sigs.k8s.io/cri-tools/cmd/crictl \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+fi
 log "all binaries present in $BIN ($((SECONDS - t_all))s)"

@@ -20,6 +20,9 @@ from .components import Component
 from .config import REPO_ROOT, ClusterConfig
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm")
+NODE_BINARIES = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "crictl")
+# Debian packages the kubelet node uses as they are (the Debian runc and CNI plugins).
+NODE_PACKAGES = {"/usr/sbin/runc": "runc", "/usr/lib/cni/bridge": "containernetworking-plugins"}
 BUILD_SCRIPT = REPO_ROOT / "devcluster" / "build-binaries.sh"
 
 
@@ -40,14 +43,28 @@ def _locked(cfg: ClusterConfig):
 
 
 def ensure_binaries(cfg: ClusterConfig) -> None:
-    missing = [b for b in BINARIES if not (cfg.bin_dir / b).exists()]
+    node = cfg.node_kind == "kubelet"
+    if node:
+        ensure_node_packages()
+    missing = [b for b in BINARIES + (NODE_BINARIES if node else ()) if not (cfg.bin_dir / b).exists()]
     if not missing:
         return
     log(f"building missing binaries ({', '.join(missing)}); the first build takes several minutes")
-    env = dict(os.environ, LIME_CACHE=str(cfg.cache_dir))
+    env = dict(os.environ, LIME_CACHE=str(cfg.cache_dir), LIME_NODE_BINARIES="1" if node else "0")
     proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdout=sys.stderr)
     if proc.returncode != 0:
         raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode} (its output is above)")
+
+
+def ensure_node_packages() -> None:
+    """runc and the CNI plugins from Debian, installed when missing (a fresh CI machine)."""
+    missing = sorted({pkg for path, pkg in NODE_PACKAGES.items() if not os.path.exists(path)})
+    if missing:
+        log(f"installing {', '.join(missing)} from Debian")
+        proc = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], stdout=sys.stderr,
+                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        if proc.returncode != 0:
+            raise ClusterError(f"apt-get install {' '.join(missing)} failed (exit {proc.returncode})")
 
 
 def ensure_credentials(cfg: ClusterConfig) -> None:
@@ -104,8 +121,19 @@ def up(cfg: ClusterConfig, control_plane: bool = True, broker: bool = True) -> l
             for d in (cfg.run_dir, cfg.log_dir, cfg.pods_dir):
                 d.mkdir(parents=True, exist_ok=True)
             ensure_credentials(cfg)
+            if cfg.node_kind == "kubelet":
+                from . import images, kubeletnode
+
+                t_images = time.monotonic()
+                kubeletnode.write_image_refs(cfg, images.ensure_images(cfg))
+                done.append(f"images: ready in {time.monotonic() - t_images:.1f}s")
             for c in components.control_plane(cfg):
                 done.append(ensure_running(cfg, c))
+            if cfg.node_kind == "kubelet":
+                # The node may have been running while an image's inputs changed.
+                imported = kubeletnode.import_images(cfg)
+                if imported:
+                    done.append(f"images imported: {', '.join(imported)}")
         if broker:
             rabbitmq.ensure_installed()
             for c in rabbitmq.components(cfg):
@@ -121,6 +149,12 @@ def all_components(cfg: ClusterConfig) -> list[Component]:
 def down(cfg: ClusterConfig) -> list[str]:
     out = []
     with _locked(cfg):
+        # The kubelet node first, whichever node kind this environment names: its teardown
+        # needs containerd running to remove pod sandboxes, and must run even when `down`
+        # is called without LIME_NODE.
+        from . import kubeletnode
+
+        out += kubeletnode.teardown(cfg)
         # Reverse start order: the node first, so it stops pod processes while the
         # apiserver still answers; etcd last.
         for c in reversed(all_components(cfg)):
@@ -145,11 +179,14 @@ def status(cfg: ClusterConfig) -> tuple[bool, list[str]]:
 
 
 def env_exports(cfg: ClusterConfig) -> str:
-    return "\n".join([
+    lines = [
         f"export KUBECONFIG={cfg.admin_kubeconfig}",
         f"export LIME_TASK_BROKER_URL='{cfg.broker_url}'",
         f'export PATH="{cfg.bin_dir}:$PATH"',
-    ])
+    ]
+    if cfg.node_kind == "kubelet":
+        lines.append("export LIME_NODE=kubelet")
+    return "\n".join(lines)
 
 
 def logs(cfg: ClusterConfig, names: list[str] | None = None, lines: int = 40) -> str:

@@ -196,5 +196,14 @@ def node(cfg: ClusterConfig) -> Component:
     )
 
 
+def node_components(cfg: ClusterConfig) -> list[Component]:
+    """The node that runs pods: kubelet + containerd (LIME_NODE=kubelet) or the host-process agent."""
+    if cfg.node_kind == "kubelet":
+        from . import kubeletnode  # imports this module
+
+        return kubeletnode.components(cfg)
+    return [node(cfg)]
+
+
 def control_plane(cfg: ClusterConfig) -> list[Component]:
-    return [etcd(cfg), apiserver(cfg), controller_manager(cfg), scheduler(cfg), node(cfg)]
+    return [etcd(cfg), apiserver(cfg), controller_manager(cfg), scheduler(cfg), *node_components(cfg)]

@@ -14,6 +14,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 NODE_NAME = "lime-local-node"
+NODE_KINDS = ("local", "kubelet")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ClusterConfig:
     controller_manager_port: int = 17257
     scheduler_port: int = 17259
     kubelet_port: int = 10250
+    kubelet_healthz_port: int = 10248
     amqp_port: int = 35672
     rabbit_dist_port: int = 35673
     epmd_port: int = 34369
@@ -34,6 +36,9 @@ class ClusterConfig:
     service_ip: str = "10.96.0.1"
     node_name: str = NODE_NAME
     rabbit_management: bool = False
+    # Which node runs pods: "kubelet" (containerd, real containers from the project's
+    # images) or "local" (the host-process node agent). LIME_NODE chooses.
+    node_kind: str = "local"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "ClusterConfig":
@@ -41,7 +46,11 @@ class ClusterConfig:
         state = Path(env.get("LIME_CLUSTER_DIR") or "/tmp/lime-task-cluster")
         cache = Path(env.get("LIME_CACHE") or Path.home() / ".cache" / "lime-task")
         management = env.get("LIME_RABBITMQ_MANAGEMENT", "") in ("1", "true", "yes")
-        cfg = cls(state_dir=state.resolve(), cache_dir=cache.resolve(), rabbit_management=management)
+        node_kind = env.get("LIME_NODE") or "local"
+        if node_kind not in NODE_KINDS:
+            raise ValueError(f"LIME_NODE must be one of {', '.join(NODE_KINDS)}, got {node_kind!r}")
+        cfg = cls(state_dir=state.resolve(), cache_dir=cache.resolve(), rabbit_management=management,
+                  node_kind=node_kind)
         offset = env.get("LIME_CLUSTER_PORT_OFFSET", "0")
         if not offset.lstrip("-").isdigit():
             raise ValueError(f"LIME_CLUSTER_PORT_OFFSET must be an integer, got {offset!r}")
