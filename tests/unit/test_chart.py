@@ -21,6 +21,7 @@ PASS_THROUGH = {
     "resources",
     "podSecurityContext",
     "securityContext",
+    "startupProbe",
     "livenessProbe",
     "readinessProbe",
 }
