@@ -256,6 +256,23 @@ def check_arguments(args: Any, kwargs: Any, max_depth: int = MAX_DEPTH) -> None:
         check(item, f"kwargs[{key!r}]", max_depth)
 
 
+def spec_problem(spec: Any) -> Optional[str]:
+    """Why a stored LimeTask spec's arguments cannot run, or None: the rules above on
+    `args` and `kwargs` after `floatPaths` is applied, e.g. ``"spec.args[0][0]...(90
+    more)...[0]: nested deeper than 100 levels ..."``. For the operator, on any body
+    the API server accepted (a kubectl-created one too): iterative, so a 10,000-deep
+    value costs one walk, not a crash. LimeTaskSpec runs the same rules."""
+    if not isinstance(spec, dict):
+        return "spec: not an object"
+    arguments = {"args": spec.get("args", []), "kwargs": spec.get("kwargs", {})}
+    try:
+        arguments = restore(arguments, spec.get("floatPaths"), root="spec.floatPaths")
+        check_arguments(arguments["args"], arguments["kwargs"])
+    except ValueProblem as problem:
+        return str(problem) if problem.place.startswith("spec.") else f"spec.{problem}"
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # Floats with an integral value: carried as pointers beside the value
 # --------------------------------------------------------------------------------------

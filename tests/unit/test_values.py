@@ -300,6 +300,24 @@ def test_a_stored_integral_float_beyond_int64_is_restored_before_the_int64_rule(
         LimeTaskSpec.model_validate({**stored, "floatPaths": None})
 
 
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ({"args": [1, 2.5], "kwargs": {"x": None}}, None),
+        ({"args": [100000000000000000000], "floatPaths": ["/args/0"]}, None),
+        ({"args": [100000000000000000000]}, "spec.args[0]: the integer 100000000000000000000 is outside int64"),
+        ({"args": [nested(9_000)]}, "spec.args[0][0][0]"),
+        ({"kwargs": {"k": {"": [nested(101)]}}}, "spec.kwargs['k']['']"),
+        ({"args": [1], "floatPaths": ["/args/3"]}, "spec.floatPaths[0]: '/args/3' is not the place of a float"),
+        ({"args": "x"}, "spec.args: must be a list or tuple"),
+        ("nope", "spec: not an object"),
+    ],
+)
+def test_spec_problem_names_the_place_in_a_stored_spec(spec, problem):
+    found = values.spec_problem(spec)
+    assert found == problem if problem is None else found.startswith(problem)
+
+
 def test_a_kubectl_spec_with_a_bad_float_path_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"floatPaths\[1\]: '/args/5' is not the place of a float"):
         LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "args": [1], "floatPaths": ["/args/0", "/args/5"]})
