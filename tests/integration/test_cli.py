@@ -59,6 +59,13 @@ def test_send_prints_the_id_of_the_task_it_created(cluster, crd, namespace):
     assert (spec["timeoutSeconds"], spec["retries"]) == (60, 2)
 
 
+def test_send_carries_integral_floats_as_floats(cluster, crd, namespace):
+    task_id = send(cluster, namespace, "pkg.tasks.avg", "--app", "my-app", "2.0", "2", "--kwarg", "zero=-0.0")
+    spec = get_json(cluster, "limetask", task_id, "-n", namespace)["spec"]
+    # The API server writes 2.0 back as 2; floatPaths says which numbers are floats.
+    assert (spec["args"], spec["kwargs"], spec["floatPaths"]) == ([2, 2], {"zero": 0}, ["/args/0", "-/kwargs/zero"])
+
+
 def test_send_json_output_is_the_task_status_shape(cluster, crd, namespace):
     done = run_cli(cluster, "send", "pkg.tasks.add", "--app", "my-app", "1", "2", "-n", namespace, "-o", "json")
     assert done.returncode == 0, done.stderr
@@ -72,6 +79,13 @@ def test_send_json_output_is_the_task_status_shape(cluster, crd, namespace):
         (["not-a-dotted-path", "--app", "my-app"], "task"),
         (["pkg.tasks.add", "--app", "bad app!"], "app"),
         (["pkg.tasks.add", "--app", "my-app", "x" * 40000], "the limit is 32768"),
+        # Values the API server would change (lime_task.values), named by their place.
+        (["pkg.tasks.add", "--app", "my-app", "1", "18446744073709551617"],
+         "args[1]: the integer 18446744073709551617 is outside int64"),
+        (["pkg.tasks.add", "--app", "my-app", "[1e400]"], "args[0][0]: inf is not a JSON number"),
+        (["pkg.tasks.add", "--app", "my-app", "--kwarg", 'rows=[{"id": 1, "n": -1e999}]'],
+         "kwargs['rows'][0]['n']: -inf is not a JSON number"),
+        (["p." + "t" * 233, "--app", "my-app"], "at most 234"),
     ],
 )
 def test_send_refuses_bad_tasks_with_exit_2_and_creates_nothing(cluster, crd, namespace, args, message):
