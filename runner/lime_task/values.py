@@ -341,6 +341,15 @@ def restore(value: Any, paths: Optional[Iterable[Any]], root: str = "floatPaths"
     return holder[0]
 
 
+def result_fields(result: Any) -> dict[str, Any]:
+    """The status fields that carry a task's result exactly: ``{"result": result}``
+    plus ``"resultFloatPaths"`` when it holds floats with an integral value. For the
+    operator, with the result as parsed from the runner's report (where 2.0 is still a
+    float: the report is a string); `status_result` reads them back."""
+    paths = float_paths(result)
+    return {"result": result, "resultFloatPaths": paths} if paths else {"result": result}
+
+
 def status_result(status: Any) -> Any:
     """The result in a LimeTask's status (the API's camelCase dict) as the task returned
     it: `result` with `resultFloatPaths` restored. Lenient (a corrupt entry is skipped),

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lime_task import values
+from lime_task import TaskStatus, values
 from lime_task.events import routing_key
 from lime_task.models import TASK_PATH_MAX, LimeTaskSpec
+from lime_task.termination import InvalidResult, parse_report, success_message
 from lime_task.values import ValueProblem
 
 
@@ -316,6 +317,27 @@ def test_a_stored_integral_float_beyond_int64_is_restored_before_the_int64_rule(
 def test_spec_problem_names_the_place_in_a_stored_spec(spec, problem):
     found = values.spec_problem(spec)
     assert found == problem if problem is None else found.startswith(problem)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_ish)
+def test_a_result_is_refused_by_the_runner_or_reaches_get_status_exactly(result):
+    """runner -> termination message -> the operator's parse -> status (through the
+    API server) -> get_status / the CLI / the event body."""
+    try:
+        message = success_message(result, limit=10**9)  # size has its own tests
+    except InvalidResult as refused:
+        assert "the task's result cannot be reported exactly: result" in str(refused)
+        return
+    report = parse_report(message)
+    status = through_the_api_server({"state": "SUCCESS", **values.result_fields(report.result)})
+    assert same(values.status_result(status), result)
+    assert same(TaskStatus.from_object({"metadata": {"name": "t"}, "status": status}).result, result)
+
+
+def test_result_fields_list_float_paths_only_when_there_are_any():
+    assert values.result_fields({"n": 1}) == {"result": {"n": 1}}
+    assert values.result_fields([2.0, -0.0]) == {"result": [2.0, -0.0], "resultFloatPaths": ["/0", "-/1"]}
 
 
 def test_a_kubectl_spec_with_a_bad_float_path_is_refused_naming_it():
