@@ -75,12 +75,20 @@ def parse_report(text: Optional[str]) -> Optional[Report]:
     if not text:
         return None
     try:
-        data = json.loads(text)
+        # Not json.loads: a pod may write any 4096 bytes, e.g. 2,000 nested lists, which
+        # would raise RecursionError in the operator (lime_task.values.decode_bounded).
+        data = values.decode_bounded(text)[0]
     except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
         return None
     if data["ok"]:
+        # The runner never reports such a result; a task that wrote the message itself
+        # can. It is refused as the runner would refuse it, never stored changed.
+        problems = values.problems(data.get("result"), "result", limit=1)
+        if problems:
+            message = f"the task's result cannot be reported exactly: {problems[0]}"
+            return Report(ok=False, error={"type": INVALID_RESULT, "message": message, "traceback": ""})
         return Report(ok=True, result=data.get("result"))
     raw = data.get("error")
     raw = raw if isinstance(raw, dict) else {}

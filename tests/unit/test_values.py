@@ -335,6 +335,20 @@ def test_a_result_is_refused_by_the_runner_or_reaches_get_status_exactly(result)
     assert same(TaskStatus.from_object({"metadata": {"name": "t"}, "status": status}).result, result)
 
 
+@pytest.mark.parametrize(
+    "message, fragment",
+    [
+        ('{"ok":true,"result":' + "[" * 2040 + "]" * 2040 + "}", "result[0][0][0]"),  # 4096 bytes
+        ('{"ok":true,"result":{"n":1e400}}', "result['n']: inf is not a JSON number"),
+        ('{"ok":true,"result":[18446744073709551617]}', "result[0]: the integer 18446744073709551617 is outside int64"),
+    ],
+)
+def test_a_report_the_runner_would_not_write_is_an_invalid_result_not_a_crash(message, fragment):
+    report = parse_report(message)
+    assert not report.ok and report.error["type"] == "InvalidResult"
+    assert fragment in report.error["message"]
+
+
 def test_result_fields_list_float_paths_only_when_there_are_any():
     assert values.result_fields({"n": 1}) == {"result": {"n": 1}}
     assert values.result_fields([2.0, -0.0]) == {"result": [2.0, -0.0], "resultFloatPaths": ["/0", "-/1"]}
