@@ -108,17 +108,37 @@ def _keys(path: _Path) -> list:
 _PLACE_KEYS_SHOWN = 12
 
 
+# A key longer than this is shown by its start (a 5,400-character key must not make a
+# message the status cannot hold).
+_KEY_CHARS_SHOWN = 40
+
+
+def _subscript(key: Any) -> str:
+    if isinstance(key, str) and len(key) > _KEY_CHARS_SHOWN:
+        return f"[{key[:_KEY_CHARS_SHOWN]!r}...({len(key)} characters)]"
+    if type(key) is int:  # list indexes, and int keys of any size
+        return f"[{_describe_int(key)}]"
+    shown = repr(key)
+    return f"[{shown}]" if len(shown) <= _KEY_CHARS_SHOWN else f"[{shown[:_KEY_CHARS_SHOWN]}...]"
+
+
 def render_place(root: str, keys: Iterable[Any]) -> str:
     """``root[0]['name']``: Python subscript syntax, so any key is unambiguous. Long
-    places keep their first and last keys: ``args[0][0]...(96 more)...[0][0]``."""
+    places keep their first and last keys: ``args[0][0]...(96 more)...[0][0]``; long
+    keys their first 40 characters."""
     keys = list(keys)
     half = _PLACE_KEYS_SHOWN // 2
     if len(keys) > _PLACE_KEYS_SHOWN:
         return (
-            root + "".join(f"[{key!r}]" for key in keys[:half]) + f"...({len(keys) - 2 * half} more)..."
-            + "".join(f"[{key!r}]" for key in keys[-half:])
+            root + "".join(_subscript(key) for key in keys[:half]) + f"...({len(keys) - 2 * half} more)..."
+            + "".join(_subscript(key) for key in keys[-half:])
         )
-    return root + "".join(f"[{key!r}]" for key in keys)
+    return root + "".join(_subscript(key) for key in keys)
+
+
+def _describe_int(value: int) -> str:
+    # str() of an int over 4300 digits raises ValueError (sys.int_info); never needed.
+    return str(value) if value.bit_length() <= 256 else f"<int of {value.bit_length()} bits>"
 
 
 def json_pointer(keys: Iterable[Any]) -> str:
@@ -167,7 +187,7 @@ def _scalar_rule(value: Any) -> Optional[str]:
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
             return (
-                f"the integer {value} is outside int64 ({INT64_MIN} .. {INT64_MAX}); the API server "
+                f"the integer {_describe_int(value)} is outside int64 ({INT64_MIN} .. {INT64_MAX}); the API server "
                 "would store it as an inexact float. Send it as a str"
             )
     elif kind is float:
@@ -206,8 +226,7 @@ def _walk(value: Any, max_depth: int) -> Iterator[tuple[Any, _Path, int, Optiona
             for key, child in item.items():
                 if type(key) is not str:
                     yield key, (path, key), depth + 1, (
-                        f"the key {key!r} is of type {type(key).__name__}; JSON keys are strings "
-                        f"(it would arrive as {json.dumps(str(key))})"
+                        f"the key {_subscript(key)[1:-1]} is of type {type(key).__name__}; JSON keys are strings"
                     )
                     continue
                 problem = _string_rule(key)
@@ -249,11 +268,11 @@ def check_arguments(args: Any, kwargs: Any, max_depth: int = MAX_DEPTH) -> None:
         check(item, f"args[{index}]", max_depth)
     for key, item in kwargs.items():
         if type(key) is not str:
-            raise ValueProblem(f"kwargs[{key!r}]", f"a keyword argument name must be a str, got {type(key).__name__}")
+            raise ValueProblem(render_place("kwargs", [key]), f"a keyword argument name must be a str, got {type(key).__name__}")
         problem = _string_rule(key)
         if problem:
-            raise ValueProblem(f"kwargs[{key!r}]", problem.replace("the string", "the name", 1))
-        check(item, f"kwargs[{key!r}]", max_depth)
+            raise ValueProblem(render_place("kwargs", [key]), problem.replace("the string", "the name", 1))
+        check(item, render_place("kwargs", [key]), max_depth)
 
 
 def spec_problem(spec: Any) -> Optional[str]:
