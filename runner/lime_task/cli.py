@@ -280,15 +280,13 @@ def select_tasks(items: Sequence[dict[str, Any]], app: Optional[str], state: Opt
 def cmd_list(options: argparse.Namespace, io: Io) -> int:
     from . import kube
     from .api import resolve_namespace
-    from .constants import GROUP, LABEL_APP, PLURAL, VERSION
+    from .constants import LABEL_APP
 
     connection = kube.connect()
     namespace = resolve_namespace(options.namespace, connection)
     selector = f"{LABEL_APP}={options.app}" if options.app else None
-    listed = connection.custom.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, label_selector=selector
-    )
-    views = select_tasks(listed.get("items", []), options.app, options.state)
+    # kube.list_tasks, not the client's own list: it survives poison objects.
+    views = select_tasks(kube.list_tasks(connection, namespace, selector), options.app, options.state)
     if options.output == "json":
         io.print(cli_output.dumps([view.to_json_detailed() for view in views]))
     else:

@@ -97,14 +97,16 @@ class LimeTaskSpec(_Model):
 
     @model_validator(mode="after")
     def _values_exact(self) -> "LimeTaskSpec":
-        """Refuse values that cannot arrive exactly (lime_task.values, naming the place),
-        turn the numbers `floatPaths` names back into floats, and recompute floatPaths
-        from the values: the sender (floats given) and the operator (reading what the
-        API server stored) both end with the exact values and the same floatPaths."""
-        values.check_arguments(self.args, self.kwargs)
+        """Turn the numbers `floatPaths` names back into floats, refuse values that
+        cannot arrive exactly (lime_task.values, naming the place), and recompute
+        floatPaths from the values: the sender (floats given) and the operator (reading
+        what the API server stored) both end with the exact values and the same
+        floatPaths. Restoring comes first: the API server writes an integral float of
+        2**63 or more (1e20) as an integer beyond int64, which is fine when listed."""
         arguments = values.restore(
             {"args": self.args, "kwargs": self.kwargs}, self.float_paths, root="floatPaths"
         )
+        values.check_arguments(arguments["args"], arguments["kwargs"])
         self.args, self.kwargs = arguments["args"], arguments["kwargs"]
         self.float_paths = values.float_paths(arguments) or None
         return self
@@ -116,11 +118,24 @@ class LimeTaskSpec(_Model):
         return len(json.dumps([self.args, self.kwargs], separators=(",", ":")).encode())
 
     def check_arguments_size(self) -> None:
+        """ValueError when args+kwargs, or the floatPaths that go with them, exceed
+        MAX_ARGUMENTS_BYTES as compact JSON. floatPaths has its own bound because a
+        pointer repeats every key above its float: 4,000 floats under 50 long keys make
+        megabytes of pointers from a few KiB of arguments."""
         size = self.arguments_size()
         if size > MAX_ARGUMENTS_BYTES:
             raise ValueError(
                 f"task arguments are {size} bytes as JSON; the limit is {MAX_ARGUMENTS_BYTES}. "
                 "Pass a reference (an id, a URL) to large data instead of the data."
+            )
+        import json
+
+        paths = len(json.dumps(self.float_paths or [], separators=(",", ":")).encode())
+        if paths > MAX_ARGUMENTS_BYTES:
+            raise ValueError(
+                f"the places of the arguments' floats with an integral value (floatPaths) are {paths} bytes "
+                f"as JSON; the limit is {MAX_ARGUMENTS_BYTES}. Send fewer such floats, shorter keys or "
+                "flatter data."
             )
 
 

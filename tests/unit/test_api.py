@@ -102,6 +102,16 @@ def test_arguments_over_the_size_limit_are_refused_with_the_size():
     assert f"{MAX_ARGUMENTS_BYTES + 9} bytes" in str(caught.value)
 
 
+def test_float_paths_over_the_size_limit_are_refused():
+    # A few KiB of arguments whose float pointers repeat a long path: megabytes of them.
+    deep = floats = [1.0] * 2000
+    for _ in range(40):
+        deep = {"k" * 200: deep}
+    with pytest.raises(InvalidTaskError, match=r"\(floatPaths\) are \d+ bytes as JSON; the limit is 32768"):
+        build_spec("pkg.tasks.add", "a", [deep])
+    assert build_spec("pkg.tasks.add", "a", [floats]).float_paths[-1] == "/args/0/1999"
+
+
 def test_arguments_exactly_at_the_size_limit_are_accepted():
     spec = build_spec("pkg.tasks.add", "a", ["x" * (MAX_ARGUMENTS_BYTES - 9)])
     assert spec.arguments_size() == MAX_ARGUMENTS_BYTES
