@@ -24,7 +24,8 @@ import sys
 from collections import OrderedDict
 from typing import Callable, Optional
 
-from lime_task.events import ConsumerError, TaskEvent, consume, pattern_for
+from lime_task.consumer import ConsumerError, consume
+from lime_task.events import TaskEvent, pattern_for
 
 log = logging.getLogger("failure_mailer")
 

@@ -1,34 +1,30 @@
-"""Task events on RabbitMQ: what they look like, and a helper to consume them.
+"""The task event contract: routing keys, message ids, the body and its parsed form.
 
 When a task reaches SUCCESS or FAILURE the operator publishes one message to a durable
 topic exchange (default ``lime_task``) with the routing key
 ``core.task.{task_name}.{success|failure}.v1``. This module is the single definition of
-that contract, shared by the publisher (``lime_task_operator.events``) and by consumers:
+that contract, shared by the publisher (``lime_task_operator.events``) and by consumers;
+all of it is pure: :func:`routing_key`, :func:`event_message_id`, :func:`build_event_body`,
+:func:`pattern_for`, :class:`TaskEvent` (the parsed message a handler receives), and the
+broker settings (:func:`resolve_broker_url`, :func:`resolve_exchange`, :func:`redact_url`).
 
-* pure parts: :func:`routing_key`, :func:`event_message_id`, :func:`build_event_body`,
-  :func:`pattern_for` and :class:`TaskEvent` (the parsed message a handler receives);
-* I/O: :class:`EventConsumer` and :func:`consume`, which bind a handler to routing-key
-  patterns with pika and acknowledge a message only after the handler returned.
-
+The consumer (I/O, pika) is :mod:`lime_task.consumer`; its public names can also be
+imported from here (``from lime_task.events import consume, pattern_for``).
 The body format is documented in docs/events.md.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from . import values
 from .constants import DEFAULT_EXCHANGE, ENV_BROKER_URL, ENV_EXCHANGE, TERMINAL_STATES
 from .models import TASK_PATH_PATTERN
-
-log = logging.getLogger(__name__)
 
 ROUTING_KEY_PREFIX = "core.task"
 EVENT_VERSION = "v1"
@@ -270,216 +266,19 @@ class TaskEvent:
 
 
 # --------------------------------------------------------------------------------------
-# Consuming (I/O)
+# The consumer, importable from here too
 # --------------------------------------------------------------------------------------
 
-
-class ConsumerError(Exception):
-    """The consumer could not connect, declare or bind; the message says what to fix."""
-
-
-Handler = Callable[[TaskEvent], Any]
-
-
-def dead_letter_names(queue: str) -> tuple[str, str]:
-    """(exchange, queue) that receive the messages a handler of `queue` failed on."""
-    return f"{queue}.dead-letter", f"{queue}.dead-letter"
+# `from lime_task.events import consume, pattern_for` is the documented import (README,
+# examples). The consumer lives in lime_task.consumer, which imports this module; loading
+# it only when one of its names is asked for keeps that import one-way at load time and
+# keeps pika's consumer code out of the operator and the runner.
+_CONSUMER_NAMES = frozenset({"ConsumerError", "EventConsumer", "Handler", "consume", "dead_letter_names"})
 
 
-class EventConsumer:
-    """A queue bound to routing-key patterns on the events exchange.
+def __getattr__(name: str) -> Any:
+    if name in _CONSUMER_NAMES:
+        from . import consumer
 
-    `queue` given: a durable queue of that name, which keeps events while no consumer
-    runs (a service that must not miss events). No `queue`: a server-named exclusive
-    queue that disappears with the connection (watching events live, as the CLI does).
-    One consumer can `run()` several times while it stays open.
-
-    A handler that raises gets its message rejected without requeue (requeueing would
-    redeliver the same poison message forever). With `dead_letter=True` (named queues
-    only) the broker moves such messages to the queue ``{queue}.dead-letter`` for later
-    inspection; without it they are logged and dropped.
-
-    Open it (``with EventConsumer(...) as consumer``) before the events you want are
-    published: the binding must exist when the broker routes them.
-    """
-
-    def __init__(
-        self,
-        patterns: Iterable[str],
-        *,
-        url: Optional[str] = None,
-        exchange: Optional[str] = None,
-        queue: Optional[str] = None,
-        dead_letter: bool = False,
-        prefetch: int = 10,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        self.patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-        if not self.patterns:
-            raise ValueError("no routing-key patterns to bind: use pattern_for(...) to build some")
-        self.url = resolve_broker_url(url)
-        self.exchange = resolve_exchange(exchange)
-        if queue is not None and not queue.strip():
-            raise ValueError("queue name is empty: pass None for a temporary queue")
-        if dead_letter and not queue:
-            raise ValueError(
-                "dead_letter needs a named queue: dead-lettered messages of a temporary "
-                "queue would have no lasting place to go"
-            )
-        if prefetch < 1:
-            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-        self.queue_name = queue
-        self.dead_letter = dead_letter
-        self.prefetch = prefetch
-        self.connect_timeout = connect_timeout
-        self._connection = None
-        self._channel = None
-        self.queue: Optional[str] = None  # the actual queue name once open
-
-    # -- setup ----------------------------------------------------------------------
-
-    def open(self) -> "EventConsumer":
-        import pika
-        import pika.exceptions
-
-        params = pika.URLParameters(self.url)
-        params.socket_timeout = self.connect_timeout
-        params.stack_timeout = self.connect_timeout
-        try:
-            self._connection = pika.BlockingConnection(params)
-            self._channel = self._connection.channel()
-            self._declare(self._channel)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            self.close()
-            raise ConsumerError(
-                f"broker refused to set up the events queue: {exc.reply_code} {exc.reply_text} "
-                "(a durable queue keeps the arguments it was created with: delete it to change "
-                "dead_letter)"
-            ) from None
-        except pika.exceptions.AMQPError as exc:
-            self.close()
-            raise ConsumerError(f"cannot connect to the broker at {redact_url(self.url)}: {exc!r}") from None
-        return self
-
-    def _declare(self, channel) -> None:
-        channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
-        arguments = {}
-        if self.dead_letter:
-            dlx, dlq = dead_letter_names(self.queue_name)
-            channel.exchange_declare(dlx, exchange_type="fanout", durable=True)
-            channel.queue_declare(dlq, durable=True)
-            channel.queue_bind(dlq, dlx)
-            arguments["x-dead-letter-exchange"] = dlx
-        if self.queue_name:
-            result = channel.queue_declare(self.queue_name, durable=True, arguments=arguments)
-        else:
-            # Exclusive: the broker deletes it with the connection. Not auto-delete as well,
-            # which would delete it the moment one run() ends and break the next run().
-            result = channel.queue_declare("", exclusive=True)
-        self.queue = result.method.queue
-        for pattern in self.patterns:
-            channel.queue_bind(self.queue, self.exchange, routing_key=pattern)
-        channel.basic_qos(prefetch_count=self.prefetch)
-
-    def pending(self) -> int:
-        """Messages waiting in the queue (routed to it and not yet delivered)."""
-        if self._channel is None:
-            raise ConsumerError("the consumer is not open")
-        return self._channel.queue_declare(self.queue, passive=True).method.message_count
-
-    def close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except Exception:  # closing a broken connection must not hide the real error
-                log.debug("error while closing the consumer connection", exc_info=True)
-
-    def __enter__(self) -> "EventConsumer":
-        return self.open() if self._connection is None else self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    # -- consuming ------------------------------------------------------------------
-
-    def run(
-        self,
-        handler: Handler,
-        max_messages: Optional[int] = None,
-        timeout: Optional[float] = None,
-    ) -> int:
-        """Hand events to `handler` until `max_messages` were handled or `timeout` seconds passed.
-
-        Returns the number of events handled successfully or not (malformed messages
-        that never reach the handler are not counted). With neither limit it runs until
-        interrupted.
-        """
-        if self._channel is None:
-            self.open()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        handled = 0
-        channel = self._channel
-        try:
-            # The inactivity tick (method None) lets the loop notice the deadline while idle.
-            for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.5):
-                if max_messages is not None and handled >= max_messages:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                if method is not None and self._deliver(channel, handler, method, properties, body):
-                    handled += 1
-                    if max_messages is not None and handled >= max_messages:
-                        break
-        finally:
-            if channel.is_open:
-                # Unacknowledged prefetched messages go back to the queue.
-                channel.cancel()
-        return handled
-
-    def _deliver(self, channel, handler: Handler, method, properties, body: bytes) -> bool:
-        try:
-            event = TaskEvent.from_message(
-                body,
-                routing_key=method.routing_key,
-                message_id=properties.message_id,
-                timestamp=properties.timestamp,
-                redelivered=method.redelivered,
-            )
-        except ValueError as exc:
-            log.error("dropping malformed event %s (%s): %s", properties.message_id, method.routing_key, exc)
-            channel.basic_reject(method.delivery_tag, requeue=False)
-            return False
-        try:
-            handler(event)
-        except Exception:
-            where = "dead-lettered" if self.dead_letter else "dropped"
-            log.exception("handler failed on event %s (%s); message %s", event.message_id, event.routing_key, where)
-            channel.basic_reject(method.delivery_tag, requeue=False)
-        else:
-            channel.basic_ack(method.delivery_tag)
-        return True
-
-
-def consume(
-    handler: Handler,
-    patterns: Iterable[str],
-    *,
-    url: Optional[str] = None,
-    exchange: Optional[str] = None,
-    queue: Optional[str] = None,
-    dead_letter: bool = False,
-    max_messages: Optional[int] = None,
-    timeout: Optional[float] = None,
-    prefetch: int = 10,
-) -> int:
-    """Bind `handler` to `patterns` and run it; see :class:`EventConsumer`.
-
-    Example: mail someone about every failure, keeping events while the service is down::
-
-        consume(mail_failure, pattern_for(failures=True), queue="mailer", dead_letter=True)
-    """
-    with EventConsumer(
-        patterns, url=url, exchange=exchange, queue=queue, dead_letter=dead_letter, prefetch=prefetch
-    ) as consumer:
-        return consumer.run(handler, max_messages=max_messages, timeout=timeout)
+        return getattr(consumer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

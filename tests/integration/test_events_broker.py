@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
@@ -17,17 +19,8 @@ import pika
 import pytest
 
 from devcluster.testing import free_loopback_port
-from lime_task.events import (
-    ConsumerError,
-    EventConsumer,
-    TaskEvent,
-    build_event_body,
-    consume,
-    dead_letter_names,
-    event_message_id,
-    pattern_for,
-    routing_key,
-)
+from lime_task.consumer import ConsumerError, EventConsumer, consume, dead_letter_names
+from lime_task.events import TaskEvent, build_event_body, event_message_id, pattern_for, routing_key
 from lime_task_operator.events import EventPublisher, PublishError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -319,7 +312,7 @@ def test_a_handler_that_raises_sends_the_message_to_the_dead_letter_queue(broker
                        dead_letter=True) as consumer:
         bad_id = publish_task(publisher, bad)
         good_id = publish_task(publisher, good)
-        with caplog.at_level(logging.ERROR, logger="lime_task.events"):
+        with caplog.at_level(logging.ERROR, logger="lime_task.consumer"):
             assert consumer.run(handler, max_messages=2, timeout=30) == 2
 
     assert handled_ok == [good_id]
@@ -345,7 +338,7 @@ def test_without_dead_letter_a_failed_message_is_logged_and_not_redelivered(brok
 
     with EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue) as consumer:
         message_id = publish_task(publisher, finished_task("pkg.tasks.a", "FAILURE"))
-        with caplog.at_level(logging.ERROR, logger="lime_task.events"):
+        with caplog.at_level(logging.ERROR, logger="lime_task.consumer"):
             consumer.run(handler, max_messages=1, timeout=30)
         left = consumer.pending()
     assert calls == [message_id]
@@ -362,7 +355,7 @@ def test_a_malformed_message_is_rejected_without_reaching_the_handler(broker, ex
                            pika.BasicProperties(message_id="junk"))
         good = finished_task("pkg.x", "FAILURE")
         amqp.basic_publish(exchange, "core.task.pkg.x.failure.v1", json.dumps(build_event_body(good)).encode())
-        with caplog.at_level(logging.ERROR, logger="lime_task.events"):
+        with caplog.at_level(logging.ERROR, logger="lime_task.consumer"):
             assert consumer.run(seen.append, max_messages=1, timeout=30) == 1
     assert [event.task_id for event in seen] == [good["metadata"]["name"]]
     assert "malformed event junk" in caplog.text
@@ -390,3 +383,199 @@ def test_a_consumer_with_a_dead_broker_url_raises_a_consumer_error(exchange):
         consume(lambda event: None, pattern_for(), url=url, exchange=exchange, timeout=1)
     assert "cannot connect to the broker" in str(caught.value)
     assert "hidden-pw" not in str(caught.value)
+
+
+# -- slow handlers, lost connections (issue #10, kind 5) ------------------------------------
+
+
+def with_query(url: str, query: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def settles_at(consumer: EventConsumer, count: int, within: float = 5.0) -> int:
+    """consumer.pending() once it equals `count`, or its last value after `within` seconds.
+
+    A message the consumer hands back (nack with requeue) is counted by the queue a
+    moment later, not at once.
+    """
+    deadline = time.monotonic() + within
+    while (pending := consumer.pending()) != count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pending
+
+
+def durable_consumer_queue(broker, exchange: str, cleanup) -> str:
+    queue = unique("queue")
+    cleanup["exchanges"].append(exchange)
+    cleanup["queues"].append(queue)
+    EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue).open().close()
+    return queue
+
+
+@pytest.mark.timeout(90)
+def test_a_handler_slower_than_the_heartbeat_handles_each_event_exactly_once(broker, publisher, exchange,
+                                                                            cleanup):
+    # A 1-second heartbeat: RabbitMQ drops a connection that misses two, so a handler that
+    # kept the connection thread for 4 s lost it (raw StreamLostError) and every event
+    # was delivered again to the next consumer.
+    queue = durable_consumer_queue(broker, exchange, cleanup)
+    ids = [publish_task(publisher, finished_task("pkg.tasks.slow", "FAILURE")) for _ in range(2)]
+    seen: list[TaskEvent] = []
+
+    def slow(event: TaskEvent) -> None:
+        seen.append(event)
+        time.sleep(4)
+
+    with EventConsumer(pattern_for(), url=with_query(broker.url, "heartbeat=1"), exchange=exchange,
+                       queue=queue) as consumer:
+        assert consumer.run(slow, max_messages=2, timeout=60) == 2
+        left = consumer.pending()
+    assert [event.message_id for event in seen] == ids
+    assert not any(event.redelivered for event in seen)
+    assert left == 0
+    # Both were acknowledged: a second consumer of the queue gets nothing again.
+    again: list[TaskEvent] = []
+    assert consume(again.append, pattern_for(), url=broker.url, exchange=exchange, queue=queue, timeout=2) == 0
+    assert again == []
+
+
+@pytest.mark.timeout(60)
+def test_a_timeout_lets_the_running_handler_finish_and_acknowledges_its_event(broker, publisher, exchange,
+                                                                             cleanup):
+    queue = durable_consumer_queue(broker, exchange, cleanup)
+    first = publish_task(publisher, finished_task("pkg.tasks.slow", "SUCCESS"))
+    second = publish_task(publisher, finished_task("pkg.tasks.slow", "SUCCESS"))
+    seen: list[str] = []
+
+    def slow(event: TaskEvent) -> None:
+        time.sleep(3)
+        seen.append(event.message_id)
+
+    with EventConsumer(pattern_for(), url=with_query(broker.url, "heartbeat=1"), exchange=exchange,
+                       queue=queue) as consumer:
+        started = time.monotonic()
+        assert consumer.run(slow, timeout=1) == 1
+        took = time.monotonic() - started
+        # The second event was prefetched but never handled: it is back in the queue.
+        left = settles_at(consumer, 1)
+    assert seen == [first]
+    assert 3 <= took < 10
+    assert left == 1
+    rest: list[TaskEvent] = []
+    consume(rest.append, pattern_for(), url=broker.url, exchange=exchange, queue=queue, max_messages=1, timeout=10)
+    assert [event.message_id for event in rest] == [second]
+
+
+def test_events_prefetched_but_not_handled_go_back_to_the_queue(broker, publisher, exchange, cleanup):
+    queue = durable_consumer_queue(broker, exchange, cleanup)
+    ids = [publish_task(publisher, finished_task("pkg.tasks.a", "SUCCESS")) for _ in range(5)]
+    seen: list[TaskEvent] = []
+    with EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue, prefetch=10) as consumer:
+        assert consumer.run(seen.append, max_messages=2, timeout=30) == 2
+        assert settles_at(consumer, 3) == 3
+        # The same consumer runs again and gets the rest, in order.
+        assert consumer.run(seen.append, max_messages=3, timeout=30) == 3
+        assert consumer.pending() == 0
+    assert [event.message_id for event in seen] == ids
+
+
+class Proxy:
+    """A TCP relay to the broker whose open connections the test can cut (a lost network)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Reset every connection relayed so far; new ones are still accepted."""
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_connection_is_a_consumer_error_and_run_again_reconnects(broker, publisher, exchange, cleanup):
+    queue = durable_consumer_queue(broker, exchange, cleanup)
+    parts = urlsplit(broker.url)
+    proxy = Proxy(parts.hostname, parts.port)
+    url = urlunsplit((parts.scheme, f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}", parts.path, "", ""))
+    message_id = publish_task(publisher, finished_task("pkg.tasks.a", "FAILURE"))
+    handled: set[str] = set()
+    calls: list[TaskEvent] = []
+
+    def handler(event: TaskEvent) -> None:
+        # The documented duplicate check: act once per message id.
+        calls.append(event)
+        if event.message_id in handled:
+            return
+        if len(calls) == 1:
+            proxy.cut()  # the network goes away while the event is being handled
+            time.sleep(1)
+        handled.add(event.message_id)
+
+    consumer = EventConsumer(pattern_for(), url=url, exchange=exchange, queue=queue)
+    try:
+        with pytest.raises(ConsumerError) as caught:
+            consumer.run(handler, max_messages=1, timeout=30)
+        message = str(caught.value)
+        assert "connection" in message and "run() again to reconnect" in message
+        assert parts.password not in message.replace(f"{parts.username}:***", "")
+        # The ack could not be sent: the broker put the event back. run() reconnects.
+        assert consumer.run(handler, max_messages=1, timeout=30) == 1
+        assert consumer.pending() == 0
+    finally:
+        consumer.close()
+        proxy.close()
+    assert [event.message_id for event in calls] == [message_id, message_id]
+    assert calls[1].redelivered is True
+    assert handled == {message_id}
+
+
+@pytest.mark.timeout(60)
+def test_deleting_the_queue_under_a_running_consumer_is_a_consumer_error(broker, exchange, amqp, cleanup):
+    queue = durable_consumer_queue(broker, exchange, cleanup)
+    cleanup["queues"].remove(queue)
+    timer = threading.Timer(1.0, lambda: pika.BlockingConnection(pika.URLParameters(broker.url)).channel()
+                            .queue_delete(queue))
+    with EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue) as consumer:
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(ConsumerError, match="cancelled the consumer"):
+            consumer.run(lambda event: None, timeout=30)
+    assert time.monotonic() - started < 10
