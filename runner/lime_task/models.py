@@ -49,8 +49,11 @@ State = Literal["PENDING", "STARTED", "SUCCESS", "FAILURE"]
 def describe_errors(error: ValidationError, root: str) -> str:
     """`field.path: problem; ...` for a pydantic error, `root` naming the object itself,
     so a refusal names the field a user has to fix."""
+    # pydantic prefixes a validator's ValueError with "Value error, "; our messages
+    # (lime_task.values) already name the place and the rule.
     return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or root}: {item['msg']}" for item in error.errors()
+        f"{'.'.join(str(p) for p in item['loc']) or root}: {item['msg'].removeprefix('Value error, ')}"
+        for item in error.errors()
     )
 
 

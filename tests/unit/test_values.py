@@ -374,6 +374,19 @@ def test_a_kubectl_spec_with_a_bad_float_path_is_refused_naming_it():
         LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "args": [1], "floatPaths": ["/args/0", "/args/5"]})
 
 
+def test_the_operators_refusal_reads_as_place_and_rule():
+    from pydantic import ValidationError
+
+    from lime_task.models import describe_errors
+
+    with pytest.raises(ValidationError) as caught:
+        LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "args": [100000000000000000000]})
+    assert describe_errors(caught.value, "spec") == (
+        "spec: args[0]: the integer 100000000000000000000 is outside int64 (-9223372036854775808 .. "
+        "9223372036854775807); the API server would store it as an inexact float. Send it as a str"
+    )
+
+
 def test_a_kubectl_spec_nested_too_deep_is_refused_without_recursion():
     with pytest.raises(ValueError, match=r"args\[0\]\[0\].*nested deeper than 100 levels"):
         LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "args": [nested(9_000)]})
