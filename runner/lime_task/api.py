@@ -13,6 +13,9 @@ Namespace: the `namespace=` argument, else env LIME_TASK_NAMESPACE, else the cur
 kubeconfig context's namespace, else the pod's service-account namespace, else
 "default" (see lime_task.config).
 
+Client mode: when env LIME_TASK_API_URL is set, the same functions go through the Lime
+Task HTTP API instead (lime_task.http_client), with the same results and errors.
+
 Run options (timeout, retries, image, resources, TTL) cannot be keyword arguments of
 `send_task`, because its **kwargs go to the task function, as in the original API. Use
 `send_task_with_options(...)`, or give defaults in `@task(retries=..., ...)`.
@@ -26,7 +29,7 @@ import re
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from . import kube, values
+from . import http_client, kube, values
 from .config import choose_namespace
 from .constants import ENV_NAMESPACE, TERMINAL_STATES
 from .errors import NotFoundError
@@ -130,6 +133,8 @@ class TaskStatus:
             raise ValueError("this TaskStatus does not know its app; get it with get_status() first")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
+        if http_client.api_url():  # client mode: long polls of the HTTP API
+            return http_client.wait(self, timeout, on_change)
         deadline = None if timeout is None else time.monotonic() + timeout
         connection = kube.connect()
         namespace = self.namespace or resolve_namespace(None, connection)
@@ -239,6 +244,8 @@ def send_task_with_options(
         resources=resources,
         ttl_seconds_after_finished=ttl_seconds_after_finished,
     )
+    if http_client.api_url():  # client mode: the HTTP API creates it (checked above, the same way)
+        return http_client.send(spec, args, kwargs or {}, namespace)
     connection = kube.connect()
     target = resolve_namespace(namespace, connection)
     created = kube.create_task(connection, target, build_task_object(spec, new_task_id(), target))
@@ -259,6 +266,8 @@ def get_status(task_id: str, app_name: Any, namespace: Optional[str] = None) -> 
 
     A task of another application gets the same NotFoundError as a missing id.
     """
+    if http_client.api_url():  # client mode
+        return http_client.get_status(task_id, app_name_of(app_name), namespace)
     return TaskStatus.from_object(read_task(task_id, app_name, namespace))
 
 
@@ -266,5 +275,7 @@ def read_task(task_id: str, app_name: Any, namespace: Optional[str] = None) -> d
     """The task's LimeTask object as the API server returns it (the CLI shows more than
     TaskStatus holds); NotFoundError exactly as `get_status`."""
     app_name = app_name_of(app_name)
+    if http_client.api_url():  # client mode: a LimeTask-shaped dict of the API's view
+        return http_client.read_task(task_id, app_name, namespace)
     connection = kube.connect()
     return _read_own(connection, resolve_namespace(namespace, connection), task_id, app_name)

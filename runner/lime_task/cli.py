@@ -295,23 +295,15 @@ def cmd_list(options: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_cancel(options: argparse.Namespace, io: Io) -> int:
-    from kubernetes import client
-
     from . import kube
-    from .constants import GROUP, PLURAL, TERMINAL_STATES, VERSION
+    from .constants import TERMINAL_STATES
 
     obj = _read(options)
     view = cli_output.view_of(obj)
     metadata = obj["metadata"]
     # The uid precondition makes sure it is the very task just checked that goes.
-    kube.connect().custom.delete_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        metadata["namespace"],
-        PLURAL,
-        metadata["name"],
-        body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=metadata["uid"])),
-    )
+    if not kube.delete_task(kube.connect(), metadata["namespace"], metadata["name"], metadata["uid"]):
+        raise CliError(f"task {view.id} is gone already (deleted meanwhile)", ExitCode.NOT_FOUND)
     finished = view.status in TERMINAL_STATES
     if options.output == "json":
         io.print(cli_output.dumps({"id": view.id, "status": view.status, "deleted": True}))
@@ -321,15 +313,12 @@ def cmd_cancel(options: argparse.Namespace, io: Io) -> int:
 
 
 def cmd_logs(options: argparse.Namespace, io: Io) -> int:
-    from kubernetes import client
-
     from . import kube
     from .constants import LABEL_TASK_ID
 
     obj = _read(options)
     view = cli_output.view_of(obj)
-    core = client.CoreV1Api(kube.connect().api_client)
-    pods = core.list_namespaced_pod(view.namespace, label_selector=f"{LABEL_TASK_ID}={view.id}").items
+    pods = kube.read_pod_logs(kube.connect(), view.namespace, f"{LABEL_TASK_ID}={view.id}", container="task")
     kept = kept_log(obj)
     if not pods and kept is not None:
         return _print_kept_log(view, kept, "its pods are gone", options, io)
@@ -340,16 +329,11 @@ def cmd_logs(options: argparse.Namespace, io: Io) -> int:
             else "its pods are gone (removed with its Job)"
         )
         raise CliError(f"task {view.id} ({view.status}) has no pod, so no logs: {why}", ExitCode.NOT_FOUND)
-    pods.sort(key=lambda pod: (pod.metadata.creation_timestamp, pod.metadata.name))
     chunks = []
-    for number, pod in enumerate(pods, start=1):
-        try:
-            text = core.read_namespaced_pod_log(pod.metadata.name, view.namespace, container="task")
-        except client.ApiException as error:
-            text = None
-            detail = cli_output.api_error_message(error)
-            io.note(f"attempt {number} ({pod.metadata.name}): no logs: {detail}")
-        chunks.append((number, pod.metadata.name, text))
+    for number, log in enumerate(pods, start=1):  # oldest first
+        if log.error is not None:
+            io.note(f"attempt {number} ({log.pod}): no logs: {log.error}")
+        chunks.append((number, log.pod, log.text))
     if all(text is None for _, _, text in chunks):
         if kept is not None:
             return _print_kept_log(view, kept, "no pod log could be read", options, io)
@@ -395,7 +379,8 @@ def _print_kept_log(view: cli_output.TaskView, kept: tuple[str, str], why: str, 
 
 
 def cmd_events(options: argparse.Namespace, io: Io) -> int:
-    from .events import EventConsumer, pattern_for
+    from .consumer import EventConsumer
+    from .events import pattern_for
 
     try:
         patterns = pattern_for(failures=options.failures, successes=options.successes, task=options.task)
@@ -444,22 +429,24 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def cmd_operator(argv: Sequence[str]) -> int:
-    try:
-        import lime_task_operator
-    except ImportError as error:
+    """`lime-task operator ...`: replace this process with `python -m lime_task_operator ...`
+    (the same as the `lime-task-operator` command).
+
+    Exec, not import: the library never imports the operator (a layer above it,
+    .importlinter). Returns (exit 5) only when the operator or kopf is missing."""
+    import importlib.util
+    import os
+
+    missing = [name for name in ("lime_task_operator", "kopf") if importlib.util.find_spec(name) is None]
+    if missing:
         raise CliError(
-            f"the operator is not installed ({error}): pip install 'lime-task[operator]'", ExitCode.UNAVAILABLE
-        ) from None
-    entry = getattr(lime_task_operator, "main", None)
-    if entry is None:
-        raise CliError("this lime_task_operator has no main(): reinstall lime-task[operator]", ExitCode.UNAVAILABLE)
-    try:
-        result = entry(list(argv))
-    except ImportError as error:  # the package is there, kopf is not
-        raise CliError(
-            f"the operator cannot start ({error}): pip install 'lime-task[operator]'", ExitCode.UNAVAILABLE
-        ) from None
-    return int(result or 0)
+            f"the operator is not installed ({', '.join(missing)} missing): pip install 'lime-task[operator]'",
+            ExitCode.UNAVAILABLE,
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "lime_task_operator", *argv])
+    return ExitCode.FAILED  # not reached
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
@@ -481,12 +468,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
 
 def _error_code(error: BaseException) -> tuple[ExitCode, str]:
     """The exit code and message for an exception a command let through."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
+    from .consumer import ConsumerError
     from .errors import InvalidTaskError, NotFoundError
-    from .events import ConsumerError
-    from .kube import LimeTaskApiError
+    from .kube import LimeTaskApiError, api_failure
 
     if isinstance(error, CliError):
         return error.code, str(error)
@@ -498,11 +482,12 @@ def _error_code(error: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.TIMEOUT, str(error) or "timed out"
     if isinstance(error, (LimeTaskApiError, ConsumerError)):
         return ExitCode.UNAVAILABLE, str(error)
-    if isinstance(error, Urllib3Error):
-        return ExitCode.UNAVAILABLE, f"cannot reach the Kubernetes API server: {error}"
-    if isinstance(error, ApiException):
-        code = ExitCode.NOT_FOUND if error.status == 404 else ExitCode.FAILED
-        return code, f"the API server refused: {cli_output.api_error_message(error)}"
+    failure = api_failure(error)
+    if failure is not None:
+        status, message = failure
+        if status is None:
+            return ExitCode.UNAVAILABLE, f"cannot reach the Kubernetes API server: {message}"
+        return ExitCode.NOT_FOUND if status == 404 else ExitCode.FAILED, f"the API server refused: {message}"
     raise error
 
 

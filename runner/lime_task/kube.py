@@ -141,6 +141,63 @@ def list_tasks(connection: Connection, namespace: str, label_selector: Optional[
     return list(_decoded(response).get("items") or [])
 
 
+# ---------------------------------------------------------------- what the CLI's cancel and logs need
+
+
+def delete_task(connection: Connection, namespace: str, name: str, uid: str) -> bool:
+    """Delete the LimeTask `name` only if it is still the object with `uid` (a delete
+    precondition: a task of the same name created meanwhile is left alone). False when
+    it is gone already; a 409 for another uid is raised as `LimeTaskApiError`."""
+    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+    try:
+        connection.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=options)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        if error.status == 409:
+            raise LimeTaskApiError(f"task {name!r} was replaced by another of the same name: {_api_message(error)}") from None
+        raise
+    return True
+
+
+@dataclass(frozen=True)
+class PodLog:
+    """One pod's log: `text` (None if it could not be read) or `error` (the API server's message)."""
+
+    pod: str
+    text: Optional[str]
+    error: Optional[str] = None
+
+
+def read_pod_logs(connection: Connection, namespace: str, label_selector: str, container: str) -> list[PodLog]:
+    """The logs of `container` in the pods matching `label_selector`, oldest pod first
+    (creation time, then name); [] when there is no such pod. A log the API server will
+    not give (pod not started, node gone) is a PodLog with `error` set, not an exception."""
+    core = client.CoreV1Api(connection.api_client)
+    pods = core.list_namespaced_pod(namespace, label_selector=label_selector).items
+    pods.sort(key=lambda pod: (pod.metadata.creation_timestamp, pod.metadata.name))
+    logs = []
+    for pod in pods:
+        try:
+            logs.append(PodLog(pod.metadata.name, core.read_namespaced_pod_log(pod.metadata.name, namespace, container=container)))
+        except ApiException as error:
+            logs.append(PodLog(pod.metadata.name, None, _api_message(error)))
+    return logs
+
+
+def api_failure(error: BaseException) -> Optional[tuple[Optional[int], str]]:
+    """For an error the Kubernetes client raised: (HTTP status, the API server's message),
+    or (None, reason) when the API server was not reached (connection refused, TLS,
+    timeout). None for any other error, so callers can map the rest themselves."""
+    from urllib3.exceptions import HTTPError as TransportError
+
+    if isinstance(error, ApiException):
+        return error.status, _api_message(error) or f"{error.status} {error.reason}"
+    if isinstance(error, TransportError):
+        return None, str(error)
+    return None
+
+
 class _BoundedWatch(watch.Watch):
     """A watch whose events are decoded with values.decode_bounded (see `_decoded`)."""
 

@@ -166,3 +166,24 @@ def test_logs_without_pods_or_a_kept_tail_say_why(monkeypatch):
     else:
         raise AssertionError("expected a CliError")
     assert cli.kept_log(obj) is None
+
+
+# ------------------------------------------------------------ operator: its own command (#12)
+
+
+def test_lime_task_operator_hands_over_to_the_operators_own_entry_point():
+    # `lime-task operator` execs `python -m lime_task_operator` (the library never
+    # imports the operator: .importlinter), so the chart's and image's command still work.
+    result = subprocess.run([sys.executable, "-m", "lime_task.cli", "operator", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Run the Lime Task operator" in result.stdout
+
+
+def test_the_operator_has_its_own_console_script():
+    from importlib.metadata import entry_points
+
+    from lime_task_operator import entry
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "lime-task-operator"]
+    assert script.load() is entry.main
