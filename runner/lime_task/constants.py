@@ -36,3 +36,17 @@ ENV_TERMINATION_PATH = "LIME_TASK_TERMINATION_PATH"
 ENV_BROKER_URL = "LIME_TASK_BROKER_URL"
 ENV_EXCHANGE = "LIME_TASK_EXCHANGE"
 DEFAULT_EXCHANGE = "lime_task"
+
+# LimeTaskSchedule (crds/limetaskschedule.yaml, docs/schedules.md; issue #15).
+SCHEDULE_KIND = "LimeTaskSchedule"
+SCHEDULE_PLURAL = "limetaskschedules"
+SCHEDULE_SHORT_NAME = "lts"
+SCHEDULE_CRD_NAME = f"{SCHEDULE_PLURAL}.{GROUP}"
+# On every task of a schedule: the schedule's name (what its tasks are selected by).
+LABEL_SCHEDULE = f"{GROUP}/schedule"
+# The scheduled time of a run (RFC 3339, UTC), as CronJob's
+# batch.kubernetes.io/cronjob-scheduled-timestamp; absent on run-now tasks.
+ANNOTATION_SCHEDULED_AT = f"{GROUP}/scheduled-at"
+# "manual" on a task started by run-now, as `kubectl create job --from=cronjob/x` marks
+# its Job (cronjob.kubernetes.io/instantiate: manual).
+ANNOTATION_INSTANTIATE = f"{GROUP}/instantiate"

@@ -22,21 +22,27 @@ CHART = ROOT / "charts" / "lime-task"
 OPERATOR_NEEDS = [
     (verb, resource)
     for resource, verbs in {
-        "limetasks.limetask.dev": ("get", "list", "watch", "patch", "delete"),
+        "limetasks.limetask.dev": ("get", "list", "watch", "patch", "delete", "create"),
         "limetasks.limetask.dev/status": ("get", "patch", "update"),
         "jobs.batch": ("create", "get", "list", "watch", "delete"),
         "pods": ("get", "list", "watch"),
         # The end of a failed attempt's log, kept in the task's status (#11).
         "pods/log": ("get",),
         "events": ("create", "patch"),
+        # LimeTaskSchedules (#15): watched, their status written, one task created per run.
+        "limetaskschedules.limetask.dev": ("get", "list", "watch"),
+        "limetaskschedules.limetask.dev/status": ("get", "patch", "update"),
     }.items()
     for verb in verbs
 ]
-# Things the operator must NOT be able to do: it never creates tasks, never reads
-# secrets, never runs pods directly, never changes RBAC or workloads other than Jobs.
+# Things the operator must NOT be able to do: it never changes tasks (it creates those of
+# schedules, #15), never changes schedules, never reads secrets, never runs pods
+# directly, never changes RBAC or workloads other than Jobs.
 OPERATOR_MUST_NOT = [
-    ("create", "limetasks.limetask.dev"),
     ("update", "limetasks.limetask.dev"),
+    ("create", "limetaskschedules.limetask.dev"),
+    ("patch", "limetaskschedules.limetask.dev"),
+    ("delete", "limetaskschedules.limetask.dev"),
     ("get", "secrets"),
     ("list", "secrets"),
     ("create", "pods"),

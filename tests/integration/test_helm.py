@@ -102,7 +102,8 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, crd, namespace, m
         "template", release_name(), str(CHART), "-n", namespace, "--include-crds", *KUBE_VERSION, *values
     ).stdout
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered) if doc)
-    expected = ["CustomResourceDefinition", "Deployment", "Secret", "ServiceAccount"]
+    # Two CRDs: LimeTask and LimeTaskSchedule (#15).
+    expected = ["CustomResourceDefinition", "CustomResourceDefinition", "Deployment", "Secret", "ServiceAccount"]
     expected += ["ClusterRole", "ClusterRoleBinding"] if mode == "cluster-wide" else ["Role", "RoleBinding", "ServiceAccount"]
     assert kinds == sorted(expected)
     done = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered, check=False)
@@ -192,6 +193,7 @@ def test_namespaced_rbac_is_limited_to_the_watched_namespaces(cluster, crd, name
             # Exactly the chart's rules in the watched namespace, besides the defaults.
             assert rule_resources(cluster, operator, watched) - DEFAULT_SELF_RULES == {
                 "limetasks.limetask.dev", "limetasks.limetask.dev/status", "jobs.batch", "pods", "pods/log", "events",
+                "limetaskschedules.limetask.dev", "limetaskschedules.limetask.dev/status",
             }
         finally:
             helm_uninstall(cluster, release, namespace)
