@@ -12,6 +12,12 @@ create -> Job created and create -> SUCCESS per task (p50/p95), tasks per second
 same N Jobs directly (the operator's Job builder, no owner) in another namespace and
 times them to all Complete: the ratio of the two totals is the operator's overhead.
 
+Cost per task (issue #16): the operator's CPU seconds from ready to the last SUCCESS,
+divided by N; and from the API server's own `apiserver_request_total`, read before and
+after the operator phase: LimeTask writes (PATCH/PUT of limetasks and their status),
+the 409s among them, and Events created. Those counters are cluster-wide: run the
+benchmark on an otherwise idle cluster. It prints the controller-manager's rate flags.
+
 Bounded: each phase gives up after --timeout seconds and reports what it has. It
 deletes its namespaces and stops the operator before exiting.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 import uuid
@@ -35,11 +43,59 @@ from lime_task_operator.jobs import build_job
 from lime_task_operator.settings import Settings
 
 
+def apiserver_requests(api_client) -> dict[tuple[str, str, str, str], float]:
+    """apiserver_request_total by (resource, subresource, verb, code), from /metrics."""
+    response = api_client.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
+                                   response_type="str")
+    data = response[0].data.decode() if isinstance(response, tuple) else response.data.decode()
+    counts: dict[tuple[str, str, str, str], float] = {}
+    for line in data.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+        key = (labels.get("resource", ""), labels.get("subresource", ""), labels.get("verb", ""),
+               labels.get("code", ""))
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def request_delta(before, after, resource: str, verbs: tuple[str, ...], code: str | None = None) -> float:
+    total = 0.0
+    for key, value in after.items():
+        if key[0] == resource and key[2] in verbs and (code is None or key[3] == code):
+            total += value - before.get(key, 0.0)
+    return total
+
+
+def controller_manager_flags() -> str:
+    """The local controller-manager's rate flags, read from its command line."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"kube-controller-manager"):
+            flags = [a.decode() for a in argv]
+            keep = []
+            for i, flag in enumerate(flags):
+                if flag in ("--kube-api-qps", "--kube-api-burst", "--concurrent-job-syncs"):
+                    keep.append(f"{flag}={flags[i + 1]}")
+            return " ".join(keep) or "(defaults: --kube-api-qps=20 --kube-api-burst=30 --concurrent-job-syncs=5)"
+    return "(not a local cluster: unknown)"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_operator_phase(api_client, cluster, namespace, count, max_running, timeout, log_path):
     custom = client.CustomObjectsApi(api_client)
     recorder = Recorder(api_client, namespace)
     recorder.start(tasks=True)
     operator = start_operator(cluster, namespace, log_path, max_running)
+    cpu_start = cpu_seconds(operator.pid)
+    requests_before = apiserver_requests(api_client)
     created: dict[str, float] = {}
     created_done: dict[str, float] = {}
     try:
@@ -55,6 +111,9 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
             list(pool.map(create, range(count)))
         finished = wait_until(lambda: len(recorder.task_done) >= count, timeout)
         rss = peak_rss_kib(operator.pid)
+        cpu = cpu_seconds(operator.pid) - cpu_start
+        time.sleep(2)  # the last event confirmations
+        requests_after = apiserver_requests(api_client)
     finally:
         operator.stop()
         recorder.stop()
@@ -65,8 +124,11 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     submitted = (max(created_done.values()) - min(created.values())) if created else float("nan")
     raw = {n: dict(created=t, job=recorder.job_seen.get(n), done=recorder.task_done.get(n),
                    states=recorder.task_state_seen.get(n, {})) for n, t in created.items()}
+    writes = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"))
+    conflicts = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"), "409")
+    events = request_delta(requests_before, requests_after, "events", ("POST", "CREATE"))
     return dict(finished=finished, to_job=to_job, to_done=to_done, successes=successes, total=total, rss_kib=rss,
-                submitted=submitted, raw=raw)
+                submitted=submitted, raw=raw, cpu=cpu, writes=writes, conflicts=conflicts, events=events)
 
 
 def run_direct_phase(api_client, namespace, count, timeout):
@@ -130,6 +192,10 @@ def main(argv=None) -> int:
     print(f"create -> SUCCESS          {summary(op['to_done'])}")
     print(f"operator total             {op['total']:.1f}s  ({args.count / op['total']:.2f} tasks/s)")
     print(f"operator peak RSS (VmHWM)  {op['rss_kib'] / 1024:.1f} MiB")
+    print(f"operator CPU per task      {op['cpu'] * 1000 / args.count:.1f} ms  ({op['cpu']:.2f}s from ready to the end)")
+    print(f"LimeTask writes per task   {op['writes'] / args.count:.2f}  (409s per task {op['conflicts'] / args.count:.3f})")
+    print(f"Events per task            {op['events'] / args.count:.2f}  (KUBE_EVENTS default; cluster-wide counters)")
+    print(f"controller-manager         {controller_manager_flags()}")
     if direct is None:
         return 0 if op["finished"] else 1
     print(f"direct Jobs total          {direct['total']:.1f}s  ({direct['complete']} Complete, all: {direct['finished']})")

@@ -31,6 +31,11 @@ class Cache:
     def task_keys(self) -> list[Key]:
         return list(self._tasks)
 
+    def task_views(self) -> list[dict[str, Any]]:
+        """A snapshot of every task view (list() of a dict runs under the GIL in one C
+        call, so the metrics thread may take it while the event loop mutates the cache)."""
+        return list(self._tasks.values())
+
     def __len__(self) -> int:
         return len(self._tasks)
 

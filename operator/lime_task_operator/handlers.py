@@ -23,7 +23,7 @@ import kopf
 
 from lime_task.constants import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 
-from . import kopf_settings, views
+from . import kopf_settings, metrics, views
 from .cache import JOBS, PODS, Cache
 from .informer import WATCH_READ_TIMEOUT, Informer, Resource
 from .kube import Kube
@@ -138,6 +138,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any,
     reconciler = Reconciler(config, kube, cache, publisher, publish_error)
     memo.wiring = Wiring(config, namespaces, kube, reconciler, cache)
     memo.reconciler = reconciler
+    if config.metrics_port:
+        metrics.serve(config.metrics_port, metrics.CacheCollector(cache.task_views, config.events_enabled))
     memo.wiring.start()
     logger.info("lime-task operator starting (max running %s, per app %s, events %s, %s)",
                 config.max_running or "unlimited", config.max_running_per_app or "unlimited",

@@ -24,6 +24,7 @@ import urllib3
 
 from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
 
+from . import metrics
 from .jobs import task_label
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,9 @@ class Kube:
         except kubernetes.client.ApiException as error:  # raised by some transports
             status, data = error.status or 0, (error.body or "").encode() if isinstance(error.body, str) else (error.body or b"")
         except urllib3.exceptions.HTTPError as error:  # connection refused, timeouts
+            metrics.API_REQUESTS.labels(verb=method, code="0").inc()
             raise Unavailable(0, f"{method} {path}: {error}") from error
+        metrics.API_REQUESTS.labels(verb=method, code=str(status)).inc()
         if status == 404 and ok_missing:
             return None
         if status == 409 and ok_conflict:
@@ -245,7 +248,8 @@ class Kube:
         resourceVersion in the patch is the API server's optimistic-concurrency
         precondition: a decision taken on a stale copy fails with 409 (returned as None)
         instead of clobbering what another write put there, which is what makes "never
-        overwrite a terminal state" hold. None too if the task is gone.
+        overwrite a terminal state" hold. None too if the task is gone; else the task as
+        the API server now has it ({} if its body could not be parsed).
         """
         ops: list[dict[str, Any]] = [
             {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
@@ -262,7 +266,6 @@ class Kube:
             content_type="application/json-patch+json",
             ok_missing=True,
             ok_conflict=True,
-            parse=False,
         )
         if result is None or result.get("_conflict"):
             return None
@@ -354,7 +357,7 @@ def _json(data: bytes | str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a body nested past the limit
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Optional
 from lime_task import events as task_events
 from lime_task.constants import TERMINAL_STATES
 
-from . import jobs, kube as kube_module, logtail, queue, status, views
+from . import jobs, kube as kube_module, logtail, metrics, queue, status, views
 from .cache import Cache
 from .kube import Kube, KubeError, QuotaExceeded
 from .settings import Settings
@@ -128,6 +128,8 @@ class Reconciler:
             self._order.pop(key, None)
         elif key not in self._order:
             self._order[key] = self._creation_order(body)
+            if not (body.get("status") or {}).get("state"):
+                metrics.TASKS_SEEN.inc()
         self.main.nudge(key)
         if terminal:
             self.kick_queue()
@@ -249,26 +251,36 @@ class Reconciler:
             # The verdict needs every pod's final report; the pod watch may lag the
             # Job's, so read them fresh.
             pods = await self._call(self.kube.list_task_pods, namespace, name)
-        log_tail = await self._failed_attempt_log(namespace, task, job, pods)
+        pods, log_tail = await self._failed_attempt_log(namespace, task, job, pods)
         await self._apply(key, task, status.observe(task, job, pods, now, self.config.container_start_timeout_seconds,
                                                     log_tail))
+        recheck = status.seconds_until_start_timeout(pods, now, self.config.container_start_timeout_seconds)
+        if recheck is not None:  # a stuck container fails on time, not at the next resync
+            self.main.nudge_later(key, recheck + 0.5)
 
     # ------------------------------------------------------------ failure forensics (#11)
 
     async def _failed_attempt_log(self, namespace: str, task: dict[str, Any], job: Mapping[str, Any],
-                                  pods: list[dict[str, Any]]) -> Optional[tuple[str, str]]:
-        """(pod, log tail) of the failed attempt status.pod_needing_log names, read before
-        the pod can go; a log that cannot be read is recorded as such, not retried."""
+                                  pods: list[dict[str, Any]]
+                                  ) -> tuple[list[dict[str, Any]], Optional[tuple[str, str]]]:
+        """The pods to decide on and (pod, log tail) of the failed attempt
+        status.pod_needing_log names, read before the pod can go; a log that cannot be
+        read is recorded as such, not retried. When a log is read, the pods are listed
+        afresh: the cache's pod views may lack the runner's report, and the attempt is
+        recorded from it, like the final verdict."""
+        if status.pod_needing_log(task, job, pods) is None:
+            return pods, None
+        pods = await self._call(self.kube.list_task_pods, namespace, task["metadata"]["name"])
         pod = status.pod_needing_log(task, job, pods)
         if pod is None:
-            return None
+            return pods, None
         try:
             text = await self._call(kube_module.read_pod_log_tail, self.kube, namespace, pod, jobs.CONTAINER_NAME,
                                     logtail.READ_LINES, logtail.READ_BYTES)
         except kube_module.KubeError as error:
             log.info("task %s/%s: no log of pod %s: %s", namespace, task["metadata"]["name"], pod, error)
             text = f"(the log of pod {pod} could not be read: {error})\n"
-        return pod, text
+        return pods, (pod, text)
 
     async def _stop_job_of_failed_task(self, key: Key, task: dict[str, Any]) -> None:
         """Delete the Job of a task that failed while its Job still tries (status.job_to_stop)."""
@@ -290,8 +302,9 @@ class Reconciler:
             if fresh is None:
                 return
             full = views.task_view(fresh, self.config.events_enabled)
-            full["spec"]["args"] = (fresh.get("spec") or {}).get("args", [])
-            full["spec"]["kwargs"] = (fresh.get("spec") or {}).get("kwargs", {})
+            for field in ("args", "kwargs", "floatPaths"):
+                if field in (fresh.get("spec") or {}):
+                    full["spec"][field] = fresh["spec"][field]
             full.pop("argumentsOmitted", None)
             task = full
         try:
@@ -328,20 +341,74 @@ class Reconciler:
             return
         log.info("%s Job %s/%s for task %s", "created" if created else "adopted existing",
                  namespace, job["metadata"]["name"], task["spec"].get("task"))
+        born = status.parse_time(task["metadata"].get("creationTimestamp"))
+        if created and born:
+            metrics.QUEUE_WAIT.observe(max(0.0, (now - born).total_seconds()))
         await self._apply(key, task, status.pending(task, job["metadata"]["name"], now))
 
     async def _apply(self, key: Key, task: dict[str, Any], transition: Optional[status.Transition]) -> bool:
         if transition is None:
             return False
-        written = await self._patch(key, task, transition.status)
+        fields = transition.status
+        if transition.terminal and self.publisher is not None:
+            # Publish first and record the terminal state and the broker's confirmation
+            # in one write (issue #16: one write fewer per task). If the broker cannot
+            # take it now, the state is written alone and the publish queue retries; if
+            # the write fails after a publish, the next pass publishes again with the
+            # same message id, which consumers drop (at-least-once, as documented).
+            finished = {**task, "status": {**(task.get("status") or {}), **fields}}
+            confirmed = await self._publish_now(key, finished)
+            if confirmed is not None:
+                fields = {**fields, **confirmed}
+        written = await self._patch(key, task, fields)
         if written:
             log.info("task %s/%s: %s (%s) %s", key[0], key[1], transition.state, transition.reason,
                      transition.message)
-            # Fire and forget: an Event is a courtesy for `kubectl describe`.
-            asyncio.get_running_loop().run_in_executor(
-                self._api, self.kube.record_event, task, transition.event_type, transition.reason,
-                f"{transition.state}: {transition.message}")
+            if transition.terminal:
+                self._count_finished(transition.state, transition.reason, fields)
+            if self.config.records_event(transition.state):
+                # Fire and forget: an Event is a courtesy for `kubectl describe`.
+                asyncio.get_running_loop().run_in_executor(
+                    self._api, self.kube.record_event, task, transition.event_type, transition.reason,
+                    f"{transition.state}: {transition.message}")
         return written
+
+    def _count_finished(self, state: str, reason: str, fields: Mapping[str, Any]) -> None:
+        metrics.TASKS_FINISHED.labels(state=state, reason=reason).inc()
+        started, finished = status.parse_time(fields.get("startedAt")), status.parse_time(fields.get("finishedAt"))
+        if started and finished:
+            metrics.TASK_DURATION.observe(max(0.0, (finished - started).total_seconds()))
+        if finished and (fields.get("event") or {}).get("confirmedAt"):
+            metrics.EVENT_LAG.observe(max(0.0, (self._clock() - finished).total_seconds()))
+
+    async def _publish_now(self, key: Key, task: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """Publish a finishing task's event; the status fields recording the broker's
+        confirmation, or None when it is not out (the publish queue then takes over)."""
+        try:
+            routing_key, message_id, body = self._event_of(task)
+        except (KeyError, ValueError):
+            return None  # publish() records InvalidEvent after the state is written
+        timestamp = status.parse_time(task["status"].get("finishedAt")) or self._clock()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._broker, self.publisher.publish, routing_key, body, message_id, timestamp)
+        except self._publish_error as error:
+            log.info("task %s/%s: event not published yet (%s); the state is written first", *key,
+                     getattr(error, "reason", error))
+            return None
+        return status.event_published(task, routing_key, message_id, self._clock())
+
+    @staticmethod
+    def _event_of(task: Mapping[str, Any]) -> tuple[str, str, Any]:
+        """(routing key, message id, body) of a finished task's event; ValueError if it
+        can never be sent."""
+        state = task["status"]["state"]
+        routing_key = task_events.routing_key(task["spec"]["task"], state)
+        if len(routing_key.encode()) > AMQP_SHORTSTR_BYTES:
+            raise ValueError(f"routing key {routing_key[:80]}… is {len(routing_key.encode())} bytes; "
+                             f"AMQP allows at most {AMQP_SHORTSTR_BYTES}, so the event cannot be sent")
+        return (routing_key, task_events.event_message_id(task["metadata"]["uid"], state),
+                task_events.build_event_body(task))
 
     async def _patch(self, key: Key, task: dict[str, Any], fields: Mapping[str, Any]) -> bool:
         """Write status fields decided on `task`'s resourceVersion; False if the task
@@ -370,13 +437,30 @@ class Reconciler:
         if written is None:
             log.debug("task %s/%s changed meanwhile; deciding again on its next version", *key)
             return False
+        self._write_through(key, written)
         return True
+
+    def _write_through(self, key: Key, body: Mapping[str, Any]) -> None:
+        """Put the task as our own write left it into the cache at once.
+
+        Without this, a pod or Job event arriving before the watch delivers our write
+        would be decided on the older version, and its status write would fail with 409
+        (0.7 refused writes per task in a 200-task burst, issue #16).
+        """
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        cached = self.cache.task(key)
+        if not version.isdigit() or cached is None:
+            return
+        known = str(cached["metadata"].get("resourceVersion") or "")
+        if known.isdigit() and int(known) >= int(version):
+            return
+        self.cache.put_task(key, views.task_view(body, self.config.events_enabled))
 
     # ------------------------------------------------------------ after the end
 
     async def _finished(self, key: Key, task: dict[str, Any]) -> None:
         now = self._clock()
-        if not status.event_confirmed(task):
+        if not status.event_confirmed(task) and not status.event_abandoned(task):
             if self.publisher is not None:
                 if not self.events.pending_retry(key):  # else its backoff timer is set
                     self.events.nudge(key)
@@ -409,17 +493,11 @@ class Reconciler:
             return
         if self.publisher is None or views.is_compact(task):
             return
-        state = task["status"]["state"]
         now = self._clock()
         try:
-            routing_key = task_events.routing_key(task["spec"]["task"], state)
-            message_id = task_events.event_message_id(task["metadata"]["uid"], state)
-            body = task_events.build_event_body(task)
-            if len(routing_key.encode()) > AMQP_SHORTSTR_BYTES:
-                raise ValueError(f"routing key {routing_key[:80]}… is {len(routing_key.encode())} bytes; "
-                                 f"AMQP allows at most {AMQP_SHORTSTR_BYTES}, so the event cannot be sent")
+            routing_key, message_id, body = self._event_of(task)
         except (KeyError, ValueError) as error:
-            fields = status.event_failed(task, "InvalidEvent", str(error), now)
+            fields = status.event_failed(task, status.INVALID_EVENT, str(error), now)
             if fields:
                 await self._patch(key, task, fields)
             return
@@ -441,3 +519,6 @@ class Reconciler:
             self.events.nudge_later(key, 1.0)
             return
         log.info("task %s/%s: event %s confirmed", key[0], key[1], routing_key)
+        finished = status.parse_time(task["status"].get("finishedAt"))
+        if finished:
+            metrics.EVENT_LAG.observe(max(0.0, (self._clock() - finished).total_seconds()))

@@ -19,6 +19,12 @@ from lime_task.events import redact_url
 from lime_task.models import APP_NAME_PATTERN
 
 PREFIX = "LIME_TASK_OPERATOR_"
+# KUBE_EVENTS: "all" transitions, "failures" only (the default), or "none". Every Event is
+# an API write and an etcd object; the status's conditions already record each
+# transition, and failures are what `kubectl describe`, event exporters and alerts look
+# for. "all" was 3.5 Events per task (issue #16).
+KUBE_EVENTS_CHOICES = ("all", "failures", "none")
+DEFAULT_KUBE_EVENTS = "failures"
 DEFAULT_TTL_SECONDS = 24 * 3600
 # How long a task's container may wait for an image or its configuration (kubelet's
 # ErrImagePull, ImagePullBackOff, CreateContainerConfigError, ...) before the task fails.
@@ -58,6 +64,14 @@ class Settings:
     # Seconds a container may wait for a reason in attempts.STUCK_WAITING_REASONS before
     # its task fails with that reason (status.observe); at least 1.
     container_start_timeout_seconds: int = DEFAULT_CONTAINER_START_TIMEOUT_SECONDS
+    # Port of the Prometheus /metrics endpoint (metrics.py); 0 serves none.
+    metrics_port: int = 0
+    # Which status transitions are also recorded as Kubernetes Events (KUBE_EVENTS).
+    kube_events: str = DEFAULT_KUBE_EVENTS
+
+    def records_event(self, state: str) -> bool:
+        """Whether a transition to `state` is recorded as a Kubernetes Event."""
+        return self.kube_events == "all" or (self.kube_events == "failures" and state == "FAILURE")
 
     @property
     def events_enabled(self) -> bool:
@@ -142,6 +156,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if container_start_timeout < 1:
         problems.append(f"{PREFIX}CONTAINER_START_TIMEOUT_SECONDS must be >= 1, got {container_start_timeout}")
         container_start_timeout = DEFAULT_CONTAINER_START_TIMEOUT_SECONDS
+    metrics_port = non_negative_int("METRICS_PORT", 0)
+    if metrics_port > 65535:
+        problems.append(f"{PREFIX}METRICS_PORT must be a TCP port (0 for none), got {metrics_port}")
+        metrics_port = 0
+    kube_events = raw("KUBE_EVENTS") or DEFAULT_KUBE_EVENTS
+    if kube_events not in KUBE_EVENTS_CHOICES:
+        problems.append(f"{PREFIX}KUBE_EVENTS must be one of {', '.join(KUBE_EVENTS_CHOICES)}, got {kube_events!r}")
+        kube_events = DEFAULT_KUBE_EVENTS
     settings = Settings(
         default_image=raw("DEFAULT_IMAGE"),
         app_images=app_images,
@@ -155,6 +177,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         extra_env=extra_env,
         task_service_account=task_service_account,
         container_start_timeout_seconds=container_start_timeout,
+        kube_events=kube_events,
+        metrics_port=metrics_port,
     )
     if problems:
         raise SettingsError("invalid operator settings:\n  " + "\n  ".join(problems))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Optional
 
+from lime_task import values
 from lime_task.constants import TERMINAL_STATES
 from lime_task.termination import parse_report
 
@@ -328,6 +329,13 @@ def _bounded_error(error: Mapping[str, Any]) -> dict[str, str]:
 def _record(pod: Mapping[str, Any], outcome: attempts.Outcome, previous: Optional[Mapping[str, Any]],
             log_tail: Optional[tuple[str, str]]) -> LastAttempt:
     name = _pod_name(pod)
+    if previous and previous.get("pod") == name and previous.get("error") and not outcome.error:
+        # Same attempt, seen through a view without its termination message (the
+        # operator's pod cache may drop it): the recorded report stays the truth.
+        kept = dict(previous)
+        if log_tail is not None and log_tail[0] == name:
+            kept["logTail"] = logtail.tail(log_tail[1])
+        return kept
     record: LastAttempt = {"pod": name, "reason": outcome.reason, "message": outcome.message}
     if outcome.exit_code is not None:
         record["exitCode"] = outcome.exit_code
@@ -450,6 +458,23 @@ def observe(
             return _success(task, ran, now, common)
         return _failure(task, failed, last, now, common)
 
+    succeeded = _succeeded_pod(ran)
+    if succeeded is not None:
+        # The pod's own verdict, without waiting for the Job controller to mark the Job
+        # Complete (it batches pod updates for about a second). Safe because the Job
+        # cannot turn a succeeded attempt into anything else: restartPolicy Never and
+        # completions 1 mean one succeeded pod completes the Job, the podFailurePolicy
+        # only acts on failed pods, and the runner exits 0 only after writing an ok
+        # report. Failures still wait for the Job's Failed condition, which alone knows
+        # whether backoffLimit leaves another attempt. docs/architecture.md, "Verdict".
+        end = parse_time((attempts.terminated(succeeded) or {}).get("finishedAt")) or now
+        start = parse_time(started_at) or parse_time((job.get("status") or {}).get("startTime"))
+        return _success(task, [succeeded], now, dict(
+            jobName=name, startedAt=started_at, finishedAt=format_time(end),
+            duration=format_duration((end - start).total_seconds()) if start else None,
+            attempts=max(count, 1), lastAttempt=last,
+        ))
+
     waiting = next((pod for pod in reversed(pods) if not attempts.is_finished(pod)), None)
     blocked = attempts.blocked(waiting) if waiting is not None else None
     if blocked is not None and blocked.reason in attempts.STUCK_WAITING_REASONS:
@@ -492,6 +517,22 @@ def observe(
     return pending(task, name, now)
 
 
+def seconds_until_start_timeout(
+    pods: Iterable[Mapping[str, Any]], now: datetime, start_timeout_seconds: int
+) -> Optional[float]:
+    """Seconds until a pod waiting for a reason in attempts.STUCK_WAITING_REASONS runs out
+    of its start timeout (0 if it has), or None if no pod is waiting that way: when to
+    look at the task again, since nothing else may change meanwhile."""
+    waits = []
+    for pod in pods:
+        blocked = attempts.blocked(pod)
+        if blocked is None or blocked.reason not in attempts.STUCK_WAITING_REASONS:
+            continue
+        created = parse_time((pod.get("metadata") or {}).get("creationTimestamp")) or now
+        waits.append(max(0.0, (created + timedelta(seconds=start_timeout_seconds) - now).total_seconds()))
+    return min(waits) if waits else None
+
+
 def job_to_stop(task: Mapping[str, Any], job: Optional[Mapping[str, Any]]) -> bool:
     """Whether a failed task's Job is still trying and must be deleted.
 
@@ -525,6 +566,17 @@ def _cannot_start(task, blocked, name, started_at, count, last, now, timeout) ->
     )
 
 
+def _succeeded_pod(ran: list[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    """The pod whose task container exited 0 with an ok report, if any."""
+    for pod in reversed(ran):
+        terminated = attempts.terminated(pod) or {}
+        if terminated.get("exitCode") == 0:
+            report = parse_termination_message(terminated.get("message"))
+            if report and report.get("ok"):
+                return pod
+    return None
+
+
 def _first_start(ran: list[Mapping[str, Any]]) -> Optional[str]:
     for pod in ran:
         start = (attempts.running(pod) or {}).get("startedAt") or (attempts.terminated(pod) or {}).get("startedAt")
@@ -549,9 +601,11 @@ def _success(task, ran, now, common) -> Transition:
             continue
         report = parse_report(terminated.get("message"))
         if report and report.ok:
+            # result_fields: the result plus the places of its integral floats (2.0),
+            # which the API server would otherwise store as integers.
             return _transition(
                 task, "SUCCESS", COMPLETED, "the task returned a result", now,
-                result=report.result, **common,
+                **values.result_fields(report.result), **common,
             )
     message = "the task's pod exited successfully but left no readable result"
     return _transition(
@@ -650,12 +704,23 @@ def expiry(task: Mapping[str, Any], default_ttl_seconds: int) -> Optional[dateti
     return finished + timedelta(seconds=default_ttl_seconds if ttl is None else ttl)
 
 
+INVALID_EVENT = "InvalidEvent"
+
+
+def event_abandoned(task: Mapping[str, Any]) -> bool:
+    """Whether the task's event can never be published (EventPublished=False/InvalidEvent,
+    e.g. a routing key over AMQP's 255 bytes): retrying cannot help, so nothing waits for it."""
+    condition = _event_condition(task)
+    return condition.get("status") == "False" and condition.get("reason") == INVALID_EVENT
+
+
 def may_delete(task: Mapping[str, Any], default_ttl_seconds: int, events_enabled: bool, now: datetime) -> bool:
-    """A finished task is deleted after its TTL, but never before its event went out."""
+    """A finished task is deleted after its TTL, but never before its event went out
+    (or was recorded as impossible to send)."""
     deadline = expiry(task, default_ttl_seconds)
     if deadline is None or now < deadline:
         return False
-    return event_confirmed(task) or not events_enabled
+    return event_confirmed(task) or not events_enabled or event_abandoned(task)
 
 
 # ---------------------------------------------------------------- refusals and bounds

@@ -14,8 +14,9 @@ the operator's memory grows with the number of objects by a small, documented am
 - a task whose arguments nest deeper than ``MAX_ARGUMENT_DEPTH`` keeps no arguments at
   all and carries the refusal in ``invalid`` (it ends as InvalidTask);
 - Jobs: metadata, owner references and status; pods: metadata and the status fields
-  the verdict reads, without the termination message (read fresh from the API when a
-  Job finishes).
+  the verdict reads (the termination message included: a succeeded pod's report is the
+  task's result). Only unfinished tasks' Jobs and pods are kept (cache.py), so this
+  grows with the tasks running, not with those that exist.
 
 Each view is a plain dict detached from the parsed body, safe to read from any worker.
 """
@@ -103,9 +104,11 @@ def task_view(body: Mapping[str, Any], events_enabled: bool = True) -> dict[str,
         view["invalid"] = (f"spec.args/spec.kwargs nest more than {MAX_ARGUMENT_DEPTH} levels deep "
                            f"(the limit for task arguments)")
         return view
-    if len(json.dumps([args, kwargs], separators=(",", ":"))) <= INLINE_ARGUMENTS_BYTES:
+    if len(json.dumps([args, kwargs, spec.get("floatPaths")], separators=(",", ":"))) <= INLINE_ARGUMENTS_BYTES:
         view["spec"]["args"] = args
         view["spec"]["kwargs"] = kwargs
+        if "floatPaths" in spec:  # where the integral floats are (lime_task.values)
+            view["spec"]["floatPaths"] = spec["floatPaths"]
     else:
         view["argumentsOmitted"] = True
     return view
@@ -132,16 +135,10 @@ def job_view(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
-    state = dict(status.get("state") or {})
-    terminated = state.get("terminated")
-    if terminated:
-        state["terminated"] = {k: v for k, v in terminated.items() if k != "message"}
-    last = dict(status.get("lastState") or {})
-    if last.get("terminated"):
-        last["terminated"] = {k: v for k, v in last["terminated"].items() if k != "message"}
-    kept = {"name": status.get("name"), "state": state, "restartCount": status.get("restartCount", 0)}
-    if last:
-        kept["lastState"] = last
+    kept = {"name": status.get("name"), "state": dict(status.get("state") or {}),
+            "restartCount": status.get("restartCount", 0)}
+    if status.get("lastState"):
+        kept["lastState"] = dict(status["lastState"])
     return kept
 
 

@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import Awaitable, Callable, Hashable
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 1.0
@@ -113,11 +115,13 @@ class WorkQueue:
             except asyncio.CancelledError:
                 raise
             except Retry as retry:
+                metrics.RECONCILE_ERRORS.labels(kind="Retry").inc()
                 delay = self.backoff(key) if retry.delay is None else retry.delay
                 self._failures[key] = self._failures.get(key, 0) + 1
                 log.info("%s of %s: %s; again in %.1fs", self.name, key, retry, delay)
                 self.nudge_later(key, delay)
-            except Exception:
+            except Exception as error:
+                metrics.RECONCILE_ERRORS.labels(kind=type(error).__name__).inc()
                 delay = self.backoff(key)
                 self._failures[key] = self._failures.get(key, 0) + 1
                 log.exception("%s of %s failed (attempt %d); retrying in %.0fs", self.name, key,

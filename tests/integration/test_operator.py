@@ -26,7 +26,7 @@ def api(cluster, namespace):
 
 
 def test_success_records_result_times_job_and_events(operator, namespace, api):
-    operator(namespace)
+    operator(namespace, KUBE_EVENTS="all")
     name = api.create(f"{T}.add", 2, 3)
     done = api.wait_state(name, "SUCCESS", "FAILURE")
     status = done["status"]
@@ -61,6 +61,10 @@ def test_task_that_raises_fails_with_its_error(operator, namespace, api):
     assert "ValueError" in status["error"]["traceback"]
     assert status["attempts"] == 1
     assert "result" not in status
+    # Failures are recorded as Warning Events by default (KUBE_EVENTS=failures); the
+    # transitions before it are not.
+    events = api.events(name)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "TaskRaised")]
 
 
 @pytest.mark.parametrize("task", [f"{T}.does_not_exist", "sample_tasks.no_such_module.fn",
@@ -124,7 +128,7 @@ def test_deleting_only_the_job_fails_the_task_as_cancelled(operator, namespace, 
 
 
 def test_max_running_queues_and_starts_in_creation_order(operator, namespace, api):
-    operator(namespace, MAX_RUNNING=1)
+    operator(namespace, MAX_RUNNING=1, KUBE_EVENTS="all")
     names = [api.create(f"{T}.sleep", 1, name=f"q{i}-{namespace[-6:]}") for i in range(4)]
     started_order: list[str] = []
     saw_queued = set()

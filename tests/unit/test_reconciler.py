@@ -177,6 +177,10 @@ def check(row: Row) -> tuple[FakeKube, Reconciler]:
                         sorted(value)))
         else:
             got.append((kind, None))
+    if row.writes == "not terminal":
+        assert all(w[1].get("state") not in ("SUCCESS", "FAILURE") for w in kube.writes if w[0] == "patch"), \
+            kube.writes
+        return kube, reconciler
     assert got == row.writes, f"{row.name}: {json.dumps(kube.writes, default=str)[:2000]}"
     return kube, reconciler
 
@@ -217,6 +221,18 @@ ROWS = [
             "exitCode": 0, "startedAt": "2026-11-30T11:59:00Z", "finishedAt": "2026-11-30T11:59:30Z",
             "message": json.dumps({"ok": True, "result": {"parent": None}})})]},
         writes=[("patch", {"state": "SUCCESS", "reason": "Completed"})]),
+    Row("pod succeeded before the Job says so: SUCCESS from the pod's own report",
+        task(state="STARTED", job_name="lt-t1", startedAt="2026-11-30T11:59:00Z", attempts=1),
+        job=job(active=1), pods=[pod(phase="Succeeded", terminated={
+            "exitCode": 0, "startedAt": "2026-11-30T11:59:00Z", "finishedAt": "2026-11-30T11:59:30Z",
+            "message": json.dumps({"ok": True, "result": 7})})],
+        writes=[("patch", {"state": "SUCCESS", "reason": "Completed"})]),
+    Row("a failed pod alone is not a verdict: the Job may retry",
+        task(state="STARTED", job_name="lt-t1", startedAt="2026-11-30T11:59:00Z", attempts=1),
+        job=job(active=1), pods=[pod(phase="Failed", terminated={
+            "exitCode": 1, "startedAt": "2026-11-30T11:59:00Z", "finishedAt": "2026-11-30T11:59:30Z",
+            "message": json.dumps({"ok": False, "error": {"type": "ValueError", "message": "boom"}})})],
+        writes="not terminal"),
     Row("finished, TTL passed, event confirmed: deleted", task(state="SUCCESS", finished=OLD, confirmed=True),
         writes=[("delete_task", None)]),
     Row("finished, TTL not passed: nothing written", task(state="SUCCESS", finished=RECENT, confirmed=True),
@@ -236,6 +252,11 @@ ROWS = [
 ]
 
 
+def named(prefix: str) -> Row:
+    (row,) = [row for row in ROWS if row.name.startswith(prefix)]
+    return row
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_reconcile_pass(row, monkeypatch):
     monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
@@ -247,7 +268,7 @@ def test_reconcile_pass(row, monkeypatch):
 
 def test_success_result_keeps_null_members(monkeypatch):
     monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
-    kube, _ = check(ROWS[8])
+    kube, _ = check(named("Job complete"))
     (_, fields), = kube.writes
     assert fields["result"] == {"parent": None}
 
@@ -263,7 +284,7 @@ def test_status_messages_are_cut_to_the_crd_limits(monkeypatch):
 
 
 def test_no_status_write_is_ever_built_from_a_compact_view(monkeypatch):
-    row = ROWS[9]
+    row = named("finished, TTL passed, event confirmed")
     cache_view = views.task_view(row.task)
     assert views.is_compact(cache_view)
 
@@ -276,3 +297,28 @@ def test_no_status_write_is_ever_built_from_a_compact_view(monkeypatch):
             await reconciler.stop()
 
     asyncio.run(attempt())
+
+
+POD_SUCCESS = named("pod succeeded before the Job")
+
+
+def test_terminal_state_and_event_confirmation_are_one_write(monkeypatch):
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    publisher = FakePublisher()
+    row = Row("one write", POD_SUCCESS.task, job=POD_SUCCESS.job, pods=POD_SUCCESS.pods, publisher=publisher,
+              writes=[("patch", {"state": "SUCCESS", "reason": "Completed"})])
+    kube, _ = check(row)
+    (_, fields), = kube.writes
+    assert fields["result"] == 7 and fields["event"]["messageId"] == "uid-1.success"
+    assert {c["type"]: c["status"] for c in fields["conditions"]} == {"Succeeded": "True", "EventPublished": "True"}
+    assert publisher.published == [("core.task.pkg.tasks.add.success.v1", "uid-1.success")]
+
+
+def test_broker_down_the_state_is_written_alone_and_the_event_retried(monkeypatch):
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    row = Row("broker down", POD_SUCCESS.task, job=POD_SUCCESS.job, pods=POD_SUCCESS.pods,
+              publisher=FakePublisher(PublishError()),
+              writes=[("patch", {"state": "SUCCESS", "reason": "Completed"})])
+    kube, _ = check(row)
+    (_, fields), = kube.writes
+    assert "event" not in fields

@@ -82,3 +82,13 @@ def test_container_start_timeout_defaults_to_five_minutes():
 
     assert load_settings({}).container_start_timeout_seconds == DEFAULT_CONTAINER_START_TIMEOUT_SECONDS == 300
     assert load_settings({P + "CONTAINER_START_TIMEOUT_SECONDS": "45"}).container_start_timeout_seconds == 45
+
+
+def test_kube_events_choice_and_what_it_records():
+    assert load_settings({}).kube_events == "failures"
+    assert load_settings({}).records_event("FAILURE") and not load_settings({}).records_event("SUCCESS")
+    everything = load_settings({P + "KUBE_EVENTS": "all"})
+    assert everything.records_event("PENDING") and everything.records_event("SUCCESS")
+    assert not load_settings({P + "KUBE_EVENTS": "none"}).records_event("FAILURE")
+    with pytest.raises(SettingsError, match="KUBE_EVENTS must be one of all, failures, none, got 'some'"):
+        load_settings({P + "KUBE_EVENTS": "some"})
