@@ -114,6 +114,8 @@ def test_templates_are_one_kind_per_file_named_by_kind():
         "role.yaml": "Role",
         "rolebinding.yaml": "RoleBinding",
         "secret.yaml": "Secret",
+        "service.yaml": "Service",
+        "servicemonitor.yaml": "ServiceMonitor",
     }
     found = {p.name for p in (CHART / "templates").glob("*.yaml")}
     assert found == set(expected)

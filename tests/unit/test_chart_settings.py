@@ -21,7 +21,7 @@ def chart_variables() -> set[str]:
 
 def test_every_variable_the_chart_sets_changes_a_setting():
     names = chart_variables()
-    assert len(names) == 13
+    assert len(names) == 14
     samples = {
         "DEFAULT_IMAGE": "example.org/tasks:1",
         "APP_IMAGES": '{"a": "example.org/a:1"}',
@@ -31,6 +31,7 @@ def test_every_variable_the_chart_sets_changes_a_setting():
         "DEFAULT_TTL_SECONDS": "60",
         "CONTAINER_START_TIMEOUT_SECONDS": "30",
         "KUBE_EVENTS": "all",
+        "METRICS_PORT": "9090",
         "EXTRA_ENV": '{"X": "1"}',
         "EXCHANGE": "other_exchange",
         "NAMESPACES": "a,b",
