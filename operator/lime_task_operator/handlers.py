@@ -23,7 +23,7 @@ import kopf
 
 from lime_task.constants import GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 
-from . import kopf_settings, metrics, views
+from . import kopf_settings, metrics, schedule_controller, views
 from .cache import JOBS, PODS, Cache
 from .informer import WATCH_READ_TIMEOUT, Informer, Resource
 from .kube import Kube
@@ -141,6 +141,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any,
     if config.metrics_port:
         metrics.serve(config.metrics_port, metrics.CacheCollector(cache.task_views, config.events_enabled))
     memo.wiring.start()
+    # LimeTaskSchedules (#15): their own informers and queue, outside the readiness gate.
+    memo.schedules = schedule_controller.start(config, namespaces, kube)
     logger.info("lime-task operator starting (max running %s, per app %s, events %s, %s)",
                 config.max_running or "unlimited", config.max_running_per_app or "unlimited",
                 "on" if publisher else "disabled",
@@ -161,6 +163,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if wiring is not None:
         wiring.stop()
         await wiring.reconciler.stop()
+    schedules = getattr(memo, "schedules", None)
+    if schedules is not None:
+        await schedules.stop()
 
 
 def _publisher(config: Any) -> tuple[Any, type[Exception]]:

@@ -408,3 +408,73 @@ def delete_job(kube: Kube, namespace: str, name: str, uid: str) -> bool:
         ok_conflict=True,
     )
     return result is not None and not result.get("_conflict")
+
+
+# ---------------------------------------------------------------- LimeTaskSchedules (#15)
+# Module-level like the section above, for schedule_controller.py.
+
+from lime_task.constants import SCHEDULE_PLURAL  # noqa: E402 - kept with the section it serves
+
+
+def create_task(kube: Kube, namespace: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create a LimeTask (a schedule's run), or return the one that already has its name.
+
+    Returns (task, created). A run's name is deterministic per scheduled time, so 409
+    AlreadyExists means this or an earlier operator already started that run: adopt it.
+    Raises the KubeError subclass otherwise (Invalid when the API server refuses it).
+    """
+    created = kube._request("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}",
+                            body=dict(body), ok_conflict=True)
+    if not created.get("_conflict"):
+        return created, True
+    name = body["metadata"]["name"]
+    existing = kube.get_task(namespace, name)
+    if existing is None:  # deleted in between (history, TTL): the run happened
+        raise Conflict(409, f"LimeTask {namespace}/{name} exists and vanished again")
+    return existing, False
+
+
+def patch_schedule_status(kube: Kube, namespace: str, name: str, set_fields: Mapping[str, Any],
+                          remove_fields: list[str], resource_version: str, has_status: bool) -> bool:
+    """Write a LimeTaskSchedule's status fields, only if it is still at `resource_version`
+    (a JSON patch with the resourceVersion precondition, as Kube.patch_task_status).
+
+    ``remove_fields`` are fields present now that must go (e.g. nextScheduleTime while
+    suspended). False when the schedule changed meanwhile (its newer version brings a new
+    pass) or is gone.
+    """
+    ops: list[dict[str, Any]] = [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}]
+    if has_status:
+        ops += [{"op": "add", "path": f"/status/{_pointer(field)}", "value": value}
+                for field, value in set_fields.items()]
+        ops += [{"op": "remove", "path": f"/status/{_pointer(field)}"} for field in remove_fields]
+    else:
+        ops.append({"op": "add", "path": "/status", "value": dict(set_fields)})
+    result = kube._request(
+        "PATCH",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{SCHEDULE_PLURAL}/{_q(name)}/status",
+        body=ops, content_type="application/json-patch+json", ok_missing=True, ok_conflict=True, parse=False,
+    )
+    return result is not None and not result.get("_conflict")
+
+
+def record_object_event(kube: Kube, obj: Mapping[str, Any], kind: str, type_: str, reason: str,
+                        message: str) -> None:
+    """A Kubernetes Event on any object of ours (a LimeTaskSchedule: `kind`); best effort
+    as Kube.record_event: logged, never retried."""
+    metadata = obj.get("metadata") or {}
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    namespace = metadata.get("namespace")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{metadata.get('name')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+        "involvedObject": {"apiVersion": API_VERSION, "kind": kind, "name": metadata.get("name"),
+                           "namespace": namespace, "uid": metadata.get("uid")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+        "reportingInstance": kube._instance[:128], "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }
+    try:
+        kube._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body=event)
+    except Exception as error:  # noqa: BLE001 - see docstring
+        log.warning("could not record event %s on %s/%s: %s", reason, namespace, metadata.get("name"), error)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TextIO
 
-from . import cli_args, cli_output
+from . import cli_args, cli_output, cli_schedule
 from .cli_args import EXIT_CODES_HELP, ExitCode
 
 PROG = "lime-task"
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--timeout", type=cli_args.wait_seconds, metavar="SECONDS", help="stop after this long")
     events.add_argument("--broker-url", help="amqp:// URL (default: env LIME_TASK_BROKER_URL)")
     events.add_argument("--exchange", help="exchange name (default: env LIME_TASK_EXCHANGE, else lime_task)")
+
+    cli_schedule.add_commands(commands, common)  # LimeTaskSchedules (#15)
 
     generate = command("generate", "generate code", parents=())
     what = generate.add_subparsers(dest="what", metavar="WHAT")
@@ -458,6 +460,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Io], int]] = {
     "logs": cmd_logs,
     "events": cmd_events,
     "generate": cmd_generate,
+    "schedule": cli_schedule.run,
 }
 
 

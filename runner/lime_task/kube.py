@@ -19,7 +19,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from . import values
-from .constants import GROUP, PLURAL, VERSION
+from .constants import GROUP, PLURAL, SCHEDULE_PLURAL, VERSION
 from .errors import InvalidTaskError
 
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -247,3 +247,72 @@ def watch_task(
         raise
     finally:
         stream.stop()
+
+
+# ---------------------------------------------------------------- LimeTaskSchedules (#15)
+# lime_task.schedules calls these; kept together at the end, apart from the task calls.
+
+
+def _refused(error: ApiException, what: str) -> Exception:
+    """The library's error for an API refusal: InvalidTaskError for a body the API server
+    refused (400/422, naming its message), LimeTaskApiError for a missing namespace or
+    CRD (404), the ApiException itself otherwise."""
+    if error.status in (400, 422):
+        return InvalidTaskError(f"the API server refused the {what}: {_api_message(error)}")
+    if error.status == 404:
+        return LimeTaskApiError(f"cannot reach {what}: {_api_message(error)} (does the namespace exist and "
+                                "is the LimeTaskSchedule CRD installed?)")
+    return error
+
+
+def create_schedule(connection: Connection, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a LimeTaskSchedule; the stored object (409 AlreadyExists is an ApiException)."""
+    try:
+        return connection.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL, body)
+    except ApiException as error:
+        raise _refused(error, "schedule") from None
+
+
+def get_schedule(connection: Connection, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    """The LimeTaskSchedule, or None if there is none by that name."""
+    try:
+        response = connection.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, _preload_content=False)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return _decoded(response)
+
+
+def list_schedules(connection: Connection, namespace: str) -> list[dict[str, Any]]:
+    """The LimeTaskSchedules of a namespace (decoded as `get_task` does)."""
+    try:
+        response = connection.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, SCHEDULE_PLURAL, _preload_content=False)
+    except ApiException as error:
+        raise _refused(error, "schedules") from None
+    return list(_decoded(response).get("items") or [])
+
+
+def patch_schedule(connection: Connection, namespace: str, name: str, patch: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """Merge-patch a schedule's spec or metadata; the stored object, None if it is gone."""
+    try:
+        return connection.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, SCHEDULE_PLURAL, name, patch)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise _refused(error, "schedule change") from None
+
+
+def delete_schedule(connection: Connection, namespace: str, name: str) -> bool:
+    """Delete a schedule (background propagation: its tasks follow); False if it is gone."""
+    try:
+        connection.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, SCHEDULE_PLURAL, name,
+            body=client.V1DeleteOptions(propagation_policy="Background"))
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
