@@ -22,6 +22,7 @@ from urllib.parse import quote
 import kubernetes
 import urllib3
 
+from lime_task import timestamps
 from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
 
 from . import metrics
@@ -147,9 +148,9 @@ class Kube:
         except kubernetes.client.ApiException as error:  # raised by some transports
             status, data = error.status or 0, (error.body or "").encode() if isinstance(error.body, str) else (error.body or b"")
         except urllib3.exceptions.HTTPError as error:  # connection refused, timeouts
-            metrics.API_REQUESTS.labels(verb=method, code="0").inc()
+            metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
             raise Unavailable(0, f"{method} {path}: {error}") from error
-        metrics.API_REQUESTS.labels(verb=method, code=str(status)).inc()
+        metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code=str(status)).inc()
         if status == 404 and ok_missing:
             return None
         if status == 409 and ok_conflict:
@@ -301,7 +302,7 @@ class Kube:
         the status (the source of truth) is already written.
         """
         metadata = task.get("metadata") or {}
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamps.format_time(datetime.now(timezone.utc))
         namespace = metadata.get("namespace")
         event = {
             "apiVersion": "v1",
@@ -341,6 +342,17 @@ def make_api_client() -> kubernetes.client.ApiClient:
     # also record Events), and some spare: urllib3 discards connections beyond this.
     configuration.connection_pool_maxsize = 64
     return kubernetes.client.ApiClient(configuration)
+
+
+def _resource_of(path: str) -> str:
+    """'limetasks/status' for /apis/g/v/namespaces/ns/limetasks/x/status: a metric label
+    from the closed set of resources the operator calls."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if "namespaces" in parts:
+        rest = parts[parts.index("namespaces") + 2:]
+    else:
+        rest = parts[3:] if parts[:1] == ["apis"] else parts[2:]
+    return "/".join(rest[0:1] + rest[2:3]) or "-"
 
 
 def _pointer(field: str) -> str:

@@ -8,7 +8,8 @@ for counters, `_seconds` for durations). Every label set is bounded:
   tasks; the rest are summed under ``app="_other"`` (app names are user input: without a
   bound, a client could create a new time series per task);
 - `kind` of reconcile errors: the exception class name (a closed set in our code);
-- `verb` and `code` of API requests (HTTP verbs and status codes).
+- `verb`, `resource` and `code` of API requests (HTTP verbs, the few resources the
+  operator calls, HTTP status codes).
 
 Counters are updated where things happen; the gauges of tasks by state and of
 outstanding events are computed from the cache when Prometheus scrapes, so they cost
@@ -52,7 +53,7 @@ RECONCILE_ERRORS = PromCounter("limetask_reconcile_errors_total",
                                ["kind"], registry=REGISTRY)
 API_REQUESTS = PromCounter("limetask_kubernetes_api_requests_total",
                            "Kubernetes API requests made by the operator (watches not included)",
-                           ["verb", "code"], registry=REGISTRY)
+                           ["verb", "resource", "code"], registry=REGISTRY)
 
 
 def bounded_apps(counts: Counter, limit: int = APP_LABEL_LIMIT) -> dict[str, str]:

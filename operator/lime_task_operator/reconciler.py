@@ -350,7 +350,11 @@ class Reconciler:
         if transition is None:
             return False
         fields = transition.status
-        if transition.terminal and self.publisher is not None:
+        if transition.terminal and self.publisher is None:
+            # No broker: say so in the same write as the terminal state.
+            finished = {**task, "status": {**(task.get("status") or {}), **fields}}
+            fields = {**fields, **(status.events_disabled(finished, self._clock()) or {})}
+        elif transition.terminal and self.publisher is not None:
             # Publish first and record the terminal state and the broker's confirmation
             # in one write (issue #16: one write fewer per task). If the broker cannot
             # take it now, the state is written alone and the publish queue retries; if
