@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
 import pika
 import pika.exceptions
 
+from lime_task import timestamps
 from lime_task.constants import DEFAULT_EXCHANGE
 from lime_task.events import CONTENT_TYPE, redact_url
 
@@ -159,9 +160,7 @@ def _connection_error_detail(exc: BaseException) -> str:
 
 def amqp_timestamp(timestamp: datetime) -> int:
     """AMQP timestamps are whole seconds since the epoch; a naive datetime is taken as UTC."""
-    if timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=timezone.utc)
-    return int(timestamp.timestamp())
+    return timestamps.to_epoch_seconds(timestamp)
 
 
 def message_properties(message_id: str, timestamp: datetime) -> pika.BasicProperties:

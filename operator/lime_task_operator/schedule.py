@@ -48,6 +48,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from lime_task import timestamps
+
 # Kubernetes' CronJob controller gives up counting at 100 missed start times and posts
 # a warning (pkg/controller/cronjob/utils.go, mostRecentScheduleTime).
 TOO_MANY_MISSED = 100
@@ -244,7 +246,7 @@ def format_time(moment: Optional[datetime]) -> Optional[str]:
     """RFC 3339 in UTC, whole seconds, 'Z' (what the API server stores for date-time)."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamps.format_time(moment)
 
 
 def parse_time(text: Any) -> Optional[datetime]:
@@ -252,7 +254,7 @@ def parse_time(text: Any) -> Optional[datetime]:
     if not isinstance(text, str) or not text:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = timestamps.parse_time(text)
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -15,10 +15,10 @@ Rules that matter for restart-safety:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Optional
 
-from lime_task import values
+from lime_task import timestamps, values
 from lime_task.constants import TERMINAL_STATES
 from lime_task.termination import parse_report
 
@@ -76,14 +76,14 @@ class Transition:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamps.format_time(moment)
 
 
 def parse_time(text: Optional[str]) -> Optional[datetime]:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return timestamps.parse_time(text)
     except ValueError:
         return None
 

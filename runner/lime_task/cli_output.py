@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Mapping, Optional
 
-from . import values
+from . import timestamps, values
 from .constants import LABEL_APP
 
 
@@ -69,19 +69,11 @@ class TaskView:
 
 
 def _parse_time(value: Any) -> Optional[datetime]:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return timestamps.parse_time_or_none(value or None)  # display: what cannot be read is not shown
 
 
 def _iso(value: Optional[datetime]) -> Optional[str]:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return timestamps.format_time(value) if value else None
 
 
 def _succeeded_message(status: Mapping[str, Any]) -> str:

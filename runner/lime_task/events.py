@@ -19,10 +19,10 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping, Optional
 
-from . import values
+from . import timestamps, values
 from .constants import DEFAULT_EXCHANGE, ENV_BROKER_URL, ENV_EXCHANGE, TERMINAL_STATES
 from .models import TASK_PATH_PATTERN
 
@@ -130,16 +130,11 @@ def resolve_exchange(exchange: Optional[str] = None) -> str:
 
 
 def _rfc3339(value: Any) -> Optional[str]:
-    """Timestamps come as strings from the API but as datetimes from kopf/pydantic users."""
+    """Timestamps come as strings from the API but as datetimes from kopf/pydantic users;
+    either way the body has them as Kubernetes writes them (lime_task.timestamps)."""
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"timestamp {value!r} is neither an RFC 3339 string nor a datetime")
+    return timestamps.format_time(timestamps.parse_time(value))
 
 
 def _required(obj: Mapping[str, Any], section: str, key: str) -> Any:
@@ -189,9 +184,9 @@ def _parse_time(value: Any) -> Optional[datetime]:
     if value in (None, ""):
         return None
     try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(f"event timestamp {value!r} is not RFC 3339") from None
+        return timestamps.parse_time(value)
+    except ValueError as error:
+        raise ValueError(f"event {error}") from None
 
 
 @dataclass(frozen=True)
@@ -258,7 +253,7 @@ class TaskEvent:
             routing_key=routing_key,
             message_id=message_id,
             timestamp=(
-                datetime.fromtimestamp(timestamp, tz=timezone.utc) if timestamp is not None else None
+                timestamps.from_epoch_seconds(timestamp) if timestamp is not None else None
             ),
             redelivered=redelivered,
             body=data,

@@ -246,3 +246,14 @@ def test_event_round_trips_from_the_published_body():
 def test_malformed_messages_are_refused_with_the_reason(raw, message):
     with pytest.raises(ValueError, match=message):
         TaskEvent.from_message(raw)
+
+
+def test_body_writes_every_timestamp_as_kubernetes_does():
+    # One time module (lime_task.timestamps): offsets and fractions become UTC seconds with Z.
+    obj = finished_task("SUCCESS", startedAt="2024-05-01T12:00:01.250+02:00")
+    assert build_event_body(obj)["startedAt"] == "2024-05-01T10:00:01Z"
+
+
+def test_body_refuses_a_timestamp_that_is_not_rfc3339_naming_it():
+    with pytest.raises(ValueError, match="'yesterday' is not RFC 3339"):
+        build_event_body(finished_task("SUCCESS", finishedAt="yesterday"))
