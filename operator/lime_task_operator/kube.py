@@ -23,7 +23,6 @@ import kubernetes
 import urllib3
 
 from lime_task import timestamps
-from lime_task import timestamps
 from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
 
 from . import metrics
