@@ -68,7 +68,8 @@ SPECS: tuple[ImageSpec, ...] = (
               parent=BASE_NAME, parent_arg="BASE_IMAGE"),
     # The runner plus the task packages the tests and the demo send tasks to.
     ImageSpec("tasks", "docker/Dockerfile.tasks",
-              ("examples/sample_tasks", "examples/03-app-factory/factory_demo", "tests/integration/pod_tasks.py"),
+              ("examples/sample_tasks", "examples/03-app-factory/factory_demo", "tests/__init__.py",
+               "tests/integration/__init__.py", "tests/integration/*_tasks.py"),
               parent="runner", parent_arg="RUNNER_IMAGE", wheels=False),
 )
 
@@ -95,10 +96,20 @@ def is_ignored(relative: str) -> bool:
 def walk_inputs(root: Path, inputs: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """(relative path, content) of every input file, sorted, IGNORED left out.
 
-    Raises ImageSpecError for an input that does not exist (a recipe naming a missing
+    An input with ``*`` is a glob (as in a Dockerfile COPY). Raises ImageSpecError for an
+    input that does not exist or a glob that matches nothing (a recipe naming a missing
     file must fail here, not produce an image without it).
     """
-    for item in sorted(inputs):
+    expanded: list[str] = []
+    for item in inputs:
+        if "*" in item:
+            matches = sorted(p.relative_to(root).as_posix() for p in root.glob(item) if p.is_file())
+            if not matches:
+                raise ImageSpecError(f"image input {item!r} matches no file under {root}")
+            expanded += [m for m in matches if not is_ignored(m)]
+        else:
+            expanded.append(item)
+    for item in sorted(set(expanded)):
         path = root / item
         if path.is_file():
             yield item, path.read_bytes()

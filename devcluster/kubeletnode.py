@@ -118,6 +118,8 @@ def _prepare_containerd(cfg: ClusterConfig) -> None:
     paths.containerd_config.write_text(nodeconfig.containerd_config(
         paths, read_image_refs(cfg)["pause"], cfg.bin_dir / "containerd-shim-runc-v2"))
     (paths.cni_conf_dir / "10-lime.conflist").write_text(json.dumps(nodeconfig.cni_conflist(cfg, paths), indent=2))
+    (paths.registry_hosts / "_default").mkdir(parents=True, exist_ok=True)
+    (paths.registry_hosts / "_default" / "hosts.toml").write_text(nodeconfig.registry_hosts_toml())
     paths.containerd_socket.unlink(missing_ok=True)
 
 

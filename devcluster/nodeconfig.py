@@ -81,9 +81,9 @@ class NodePaths:
         return self.root / "cni" / "ipam"
 
     @property
-    def imported(self) -> Path:
-        """The image references last imported, one per line (``up`` skips them)."""
-        return self.root / "imported-images.txt"
+    def registry_hosts(self) -> Path:
+        """containerd's registry host configuration (``config_path``)."""
+        return self.root / "registry-hosts"
 
 
 def bridge_name(cfg: ClusterConfig) -> str:
@@ -134,6 +134,10 @@ disabled_plugins = [
     snapshotter = "overlayfs"
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = {q(pause_image)}
+    # Every registry is a closed local port (registry_hosts_toml): images come only from
+    # imports, and a pod naming any other image fails at once without leaving the machine.
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = {q(str(paths.registry_hosts))}
 
   [plugins.'io.containerd.cri.v1.runtime']
     # No process on this machine may lower an oom_score_adj (no CAP_SYS_RESOURCE); without
@@ -159,6 +163,20 @@ disabled_plugins = [
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
 """
+
+
+# TCP port 9 ("discard") on loopback: nothing listens there, so a pull is refused at once.
+NO_REGISTRY = "http://127.0.0.1:9"
+
+
+def registry_hosts_toml() -> str:
+    """``_default/hosts.toml``: every registry host resolves to NO_REGISTRY (no DNS lookup,
+    no traffic off the machine), so a pull fails fast with a clear ErrImagePull."""
+    return f'''server = "{NO_REGISTRY}"
+
+[host."{NO_REGISTRY}"]
+  capabilities = ["pull", "resolve"]
+'''
 
 
 def cni_conflist(cfg: ClusterConfig, paths: NodePaths) -> dict:

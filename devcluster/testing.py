@@ -16,8 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+import json
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -31,9 +32,20 @@ OPERATOR_ENV_PREFIX = "LIME_TASK_OPERATOR_"
 class Cluster:
     kubeconfig: Path
     bin_dir: Path
-    # True for the cluster started here (host-process node, logs in the state dir).
+    # True for the cluster started here (logs in the state dir).
     local: bool
     cfg: ClusterConfig | None = None
+    # "local": the host-process node (images ignored, pods are host processes);
+    # "kubelet": pods run in containers from ``images`` (the local kubelet node, or any
+    # external cluster).
+    node_kind: str = "local"
+    # Short name ("runner", "operator", "tasks", ...) -> image reference on the node.
+    images: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def containers(self) -> bool:
+        """Whether pods run in real containers from their images."""
+        return self.node_kind != "local"
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, KUBECONFIG=str(self.kubeconfig),
@@ -63,6 +75,34 @@ class Cluster:
     def log_tails(self, lines: int = 30) -> str:
         return local.log_tails(self.cfg, lines) if self.cfg else "(external cluster: no local logs)"
 
+    def operator_chart_values(self) -> dict:
+        """Helm values that run the chart's operator and its task pods on this cluster's node.
+
+        A node that runs containers: the operator image (never pulled) and the tasks image
+        as default. On the local kubelet node the API server listens on loopback only,
+        so the operator's in-cluster config is pointed there (see ``adapt_operator``).
+        The host-process node ignores images: placeholders, and the task packages on
+        PYTHONPATH. Merge a test's own values over these with ``merge_values``.
+        """
+        if not self.containers:
+            return {"operator": {"defaultImage": "lime-task-runner:dev",
+                                 "extraEnv": {"PYTHONPATH": f"{REPO_ROOT / 'examples'}:{REPO_ROOT}"}}}
+        repository, _, tag = self.images["operator"].rpartition(":")
+        values: dict = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+                        "operator": {"defaultImage": self.images["tasks"]}}
+        if self.local:
+            values["env"] = [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                             {"name": "KUBERNETES_SERVICE_PORT", "value": str(self.cfg.apiserver_port)}]
+        return values
+
+    def adapt_operator(self, namespace: str, deployment: str) -> None:
+        """On the local kubelet node, move the chart's operator pod into the host's network:
+        pods on the pod network cannot reach the API server (loopback only, no kube-proxy).
+        Elsewhere nothing to do. (A chart value for this would spare the patch.)"""
+        if self.local and self.containers:
+            self.kubectl("patch", "deployment", deployment, "-n", namespace, "--type=merge", "-p", json.dumps(
+                {"spec": {"template": {"spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}}}}))
+
     def apply_crd(self) -> str:
         """Apply crds/limetask.yaml and wait until it is Established; its name."""
         from lime_task.constants import CRD_NAME
@@ -89,10 +129,52 @@ def bring_up_cluster(environ: dict[str, str] | None = None) -> Cluster:
         path = Path(external).expanduser()
         if not path.is_file():
             raise local.ClusterError(f"LIME_TEST_KUBECONFIG={external}: no such file")
-        local.ensure_binaries(cfg)  # kubectl and helm for the tests
-        return Cluster(kubeconfig=path.resolve(), bin_dir=cfg.bin_dir, local=False)
+        local.ensure_binaries(ClusterConfig(cfg.state_dir, cfg.cache_dir))  # kubectl and helm for the tests
+        return Cluster(kubeconfig=path.resolve(), bin_dir=cfg.bin_dir, local=False, node_kind="kubelet",
+                       images=external_images(env.get("LIME_TEST_IMAGES", "")))
     local.up(cfg, control_plane=True, broker=False)
-    return Cluster(kubeconfig=cfg.admin_kubeconfig, bin_dir=cfg.bin_dir, local=True, cfg=cfg)
+    images: dict[str, str] = {}
+    if cfg.node_kind == "kubelet":
+        from .kubeletnode import read_image_refs
+
+        images = read_image_refs(cfg)
+    return Cluster(kubeconfig=cfg.admin_kubeconfig, bin_dir=cfg.bin_dir, local=True, cfg=cfg,
+                   node_kind=cfg.node_kind, images=images)
+
+
+REQUIRED_IMAGES = ("runner", "operator", "tasks")
+
+
+def merge_values(base: dict, override: dict) -> dict:
+    """Helm-style values merge: dicts recursively, lists concatenated (``env`` entries of
+    both), anything else from ``override``. Returns a new dict."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_values(out[key], value)
+        elif isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = out[key] + value
+        else:
+            out[key] = value
+    return out
+
+
+def external_images(value: str) -> dict[str, str]:
+    """LIME_TEST_IMAGES for an external cluster: a JSON object naming the images loaded
+    there, at least ``runner``, ``operator`` and ``tasks`` (docker/Dockerfile.*).
+
+    Raises ClusterError naming what is wrong (a test run must not start without them)."""
+    try:
+        images = json.loads(value) if value else None
+    except ValueError as exc:
+        raise local.ClusterError(f"LIME_TEST_IMAGES is not JSON: {exc}") from None
+    if not isinstance(images, dict) or not all(isinstance(v, str) and v for v in images.values()):
+        raise local.ClusterError("LIME_TEST_IMAGES must be a JSON object of image references, e.g. "
+                                 '{"runner": "lime-task-runner:dev", "operator": ..., "tasks": ...}')
+    missing = [name for name in REQUIRED_IMAGES if name not in images]
+    if missing:
+        raise local.ClusterError(f"LIME_TEST_IMAGES lacks {', '.join(missing)}")
+    return images
 
 
 def bring_up_broker(environ: dict[str, str] | None = None) -> Broker:
@@ -135,16 +217,23 @@ def create_namespace(core, name: str, labels: Mapping[str, str], timeout: float 
             time.sleep(0.2)
 
 
-def operator_env(base: Mapping[str, str], **settings: object) -> dict[str, str]:
-    """The environment of an operator process on the local node: `base` without any
-    LIME_TASK_OPERATOR_* variable (no settings leak in from a developer's shell), a
-    DEFAULT_IMAGE (the local node ignores images), EXTRA_ENV with PYTHONPATH at examples/
-    so the sample tasks import, then `settings` (names without the prefix)."""
+def operator_env(base: Mapping[str, str], images: Mapping[str, str] | None = None,
+                 **settings: object) -> dict[str, str]:
+    """The environment of an operator process: `base` without any LIME_TASK_OPERATOR_*
+    variable (no settings leak in from a developer's shell), the node's defaults, then
+    `settings` (names without the prefix).
+
+    With `images` (a node that runs containers) the default image is ``images["tasks"]``,
+    which has the sample and test task packages. Without (the host-process node, which
+    ignores images) a placeholder image and EXTRA_ENV with PYTHONPATH at examples/."""
     env = {k: v for k, v in base.items() if not k.startswith(OPERATOR_ENV_PREFIX)}
-    defaults = {
-        "DEFAULT_IMAGE": "lime-task-runner:dev",
-        "EXTRA_ENV": '{"PYTHONPATH": "%s"}' % (REPO_ROOT / "examples"),
-    }
+    if images:
+        defaults = {"DEFAULT_IMAGE": images["tasks"]}
+    else:
+        defaults = {
+            "DEFAULT_IMAGE": "lime-task-runner:dev",
+            "EXTRA_ENV": '{"PYTHONPATH": "%s"}' % (REPO_ROOT / "examples"),
+        }
     for key, value in {**defaults, **settings}.items():
         env[OPERATOR_ENV_PREFIX + key] = str(value)
     return env

@@ -1,8 +1,8 @@
 """The operator installed by the Helm chart runs as a pod, with in-cluster config only.
 
 The chart's Deployment runs `lime-task operator` in a pod of the chart's ServiceAccount.
-Its credential is the token the node mounts into that pod (on the local dev node: a
-bound token from the TokenRequest API, exactly as kubelet does), and KUBECONFIG points
+Its credential is the token the node mounts into that pod (a bound token from the
+TokenRequest API, on the kubelet node and on the host-process node alike), and KUBECONFIG points
 nowhere, so in-cluster configuration is the only way it can log in: whatever it manages
 to do, the chart's namespaced Role allowed. A task then goes all the way to SUCCESS with
 its broker event confirmed, and the task pods carry no token at all.
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import lime_task
-from devcluster.testing import free_loopback_port
+from devcluster.testing import free_loopback_port, merge_values
 from lime_task.constants import GROUP, LABEL_TASK_ID, PLURAL
 
-from .chart_support import ROOT, get_json, helm_install, helm_uninstall, wait_for
+from .chart_support import get_json, helm_install, helm_uninstall, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,22 +49,22 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
     release = f"lt-{uuid.uuid4().hex[:8]}"
     full = f"{release}-lime-task"
     exchange = f"lime_task_{release}"  # its own: other tests publish to the same broker
+    # The node's images (or, on the host-process node, the task packages on PYTHONPATH).
     helm_install(
         cluster, release, namespace,
-        {
+        merge_values(cluster.operator_chart_values(), {
             "watchNamespaces": [namespace],
             "broker": {"url": broker.url, "exchange": exchange},
             "env": [NO_KUBECONFIG],
             "operator": {
-                "defaultImage": "lime-task-runner:dev",
-                # Pods on the local node share the host's network: the operator's health
-                # endpoint needs a port no other operator (another test's release) listens on.
+                # The operator pod may share the host's network (the host-process node, or
+                # the local kubelet node's host-network patch): its health endpoint needs a
+                # port no other operator (another test's release) listens on.
                 "healthPort": free_loopback_port(),
-                # sample_tasks from examples/, and tests.integration.pod_tasks from the root.
-                "extraEnv": {"PYTHONPATH": f"{ROOT / 'examples'}:{ROOT}"},
             },
-        },
+        }),
     )
+    cluster.adapt_operator(namespace, full)
     try:
         cluster.kubectl("wait", "-n", namespace, f"deployment/{full}", "--for=condition=Available", "--timeout=120s")
         (operator_pod,) = [
@@ -103,8 +103,8 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
         assert probe.wait(timeout=150).status == "SUCCESS", probe.error
         assert probe.result["token"] is False
         assert probe.result["serviceHost"]  # the API's address is known; no credential for it
-        if cluster.local:
-            # Nothing was written for the task pods on the node either.
+        if cluster.local and not cluster.containers:
+            # Nothing was written for the task pods on the host-process node either.
             for pod in task_pods(cluster, namespace, sent.id) + task_pods(cluster, namespace, probe.id):
                 pod_dir = Path(cluster.cfg.pods_dir) / namespace / pod["metadata"]["name"] / pod["metadata"]["uid"]
                 assert not list(pod_dir.glob("volumes/*/token"))

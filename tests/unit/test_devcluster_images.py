@@ -84,3 +84,21 @@ def test_the_project_pyproject_gives_the_wheelhouse_requirements():
 def test_pip_conf_never_reaches_the_network():
     conf = imagespec.pip_conf("/wheels")
     assert "no-index = true" in conf and "find-links = /wheels" in conf
+
+
+def test_glob_inputs_expand_like_a_dockerfile_copy(tmp_path):
+    (tmp_path / "t").mkdir()
+    for name in ("a_tasks.py", "b_tasks.py", "helpers.py"):
+        (tmp_path / "t" / name).write_text(name)
+    names = [n for n, _ in imagespec.walk_inputs(tmp_path, ["t/*_tasks.py"])]
+    assert names == ["t/a_tasks.py", "t/b_tasks.py"]
+    with pytest.raises(ImageSpecError, match="matches no file"):
+        list(imagespec.walk_inputs(tmp_path, ["t/*_nothing.py"]))
+
+
+def test_every_test_task_module_is_in_the_tasks_image():
+    """A new tests/integration/*_tasks.py must reach the image without editing the recipe."""
+    tasks = next(s for s in imagespec.SPECS if s.name == "tasks")
+    names = {n for n, _ in imagespec.walk_inputs(ROOT, tasks.inputs)}
+    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "integration").glob("*_tasks.py")} <= names
+    assert "tests/integration/pod_tasks.py" in names

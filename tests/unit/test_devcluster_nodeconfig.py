@@ -63,6 +63,13 @@ def test_containerd_config_keeps_state_inside_and_names_the_vm_setting(tmp_path)
     images = conf["plugins"]["io.containerd.cri.v1.images"]
     assert images["pinned_images"]["sandbox"] == "localhost/lime-task-pause:0123456789abcdef"
     assert "io.containerd.nri.v1.nri" in conf["disabled_plugins"]
+    assert images["registry"]["config_path"] == str(paths.registry_hosts)
+
+
+def test_every_registry_is_a_closed_loopback_port():
+    hosts = tomllib.loads(nodeconfig.registry_hosts_toml())
+    assert hosts["server"] == "http://127.0.0.1:9"
+    assert list(hosts["host"]) == ["http://127.0.0.1:9"]
 
 
 def test_cni_conflist_uses_the_private_bridge_subnet_and_no_iptables(tmp_path):
