@@ -475,7 +475,7 @@ def record_object_event(kube: Kube, obj: Mapping[str, Any], kind: str, type_: st
     """A Kubernetes Event on any object of ours (a LimeTaskSchedule: `kind`); best effort
     as Kube.record_event: logged, never retried."""
     metadata = obj.get("metadata") or {}
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = timestamps.format_time(datetime.now(timezone.utc))
     namespace = metadata.get("namespace")
     event = {
         "apiVersion": "v1", "kind": "Event",

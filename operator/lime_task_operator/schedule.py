@@ -155,7 +155,7 @@ def task_name(schedule_name: str, scheduled: datetime) -> str:
     """The run's task name: ``<schedule>-<minutes since the Unix epoch>`` (UTC), as CronJob
     names its Jobs. Deterministic, so creating it twice is a 409 (adopted), never two
     runs."""
-    minutes = int(scheduled.astimezone(timezone.utc).timestamp()) // 60
+    minutes = timestamps.to_epoch_seconds(scheduled) // 60
     return f"{schedule_name}-{minutes}"
 
 

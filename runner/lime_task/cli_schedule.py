@@ -16,7 +16,7 @@ import argparse
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from . import cli_args, cli_output
+from . import cli_args, cli_output, timestamps
 from .cli_args import ExitCode
 
 ACTIONS = ("create", "list", "get", "suspend", "resume", "delete", "run-now")
@@ -138,13 +138,7 @@ def format_details(obj: Mapping[str, Any]) -> str:
 
 
 def _parse(text: Optional[str]) -> Optional[datetime]:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return timestamps.parse_time_or_none(text)
 
 
 # ------------------------------------------------------------------ running (I/O)

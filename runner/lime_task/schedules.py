@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import copy
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import ValidationError
 
-from . import kube
+from . import kube, timestamps
 from .constants import (ANNOTATION_INSTANTIATE, ANNOTATION_SCHEDULED_AT, API_VERSION, KIND, LABEL_APP,
                         LABEL_SCHEDULE, SCHEDULE_KIND)
 from .errors import InvalidTaskError, NotFoundError
@@ -54,7 +54,7 @@ def task_for_run(schedule: Mapping[str, Any], name: str, scheduled_at: Optional[
     """
     metadata = schedule.get("metadata") or {}
     template = copy.deepcopy((schedule.get("spec") or {}).get("taskTemplate") or {})
-    annotations = ({ANNOTATION_SCHEDULED_AT: scheduled_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    annotations = ({ANNOTATION_SCHEDULED_AT: timestamps.format_time(scheduled_at)}
                    if scheduled_at is not None else {ANNOTATION_INSTANTIATE: "manual"})
     labels = {LABEL_SCHEDULE: metadata.get("name", "")}
     if isinstance(template.get("app"), str):
