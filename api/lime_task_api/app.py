@@ -33,7 +33,7 @@ from starlette.routing import Route
 from . import bodies
 from .auth import Authenticator, Unauthenticated, bearer_token
 from .openapi import document
-from .service import Caller, Forbidden, ListExpired, TaskNotFound, TaskService
+from .service import Caller, Forbidden, ListExpired, TaskNotFound, TaskService, check_namespace
 from .settings import Settings
 
 log = logging.getLogger("lime_task_api")
@@ -121,9 +121,13 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
             raise bodies.RequestProblem(422, "InvalidTask", f"{name} is given {len(values)} times; give it once", name)
         return values[0] if values else None
 
+    def served_namespace(request: Request) -> None:
+        check_namespace(query(request, "namespace"), service.namespace)
+
     async def post_task(request: Request) -> Response:
         async def run(request: Request) -> Response:
             caller = await caller_of(request)
+            served_namespace(request)
             raw = await _read_body(request, settings.max_body_bytes)
             view = await run_in_threadpool(service.create, caller, raw)
             return JSONResponse(view, status_code=201, headers={"Location": f"/v1/tasks/{view['id']}"})
@@ -132,6 +136,7 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
     async def get_task(request: Request) -> Response:
         async def run(request: Request) -> Response:
             caller = await caller_of(request)
+            served_namespace(request)
             wait = bodies.parse_wait(query(request, "wait"))
             view = await run_in_threadpool(service.get, caller, request.path_params["id"], query(request, "app"),
                                            wait, query(request, "changedFrom"))
@@ -141,6 +146,7 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
     async def list_tasks(request: Request) -> Response:
         async def run(request: Request) -> Response:
             caller = await caller_of(request)
+            served_namespace(request)
             limit = bodies.parse_positive_int(query(request, "limit"), "limit", 500)
             page = await run_in_threadpool(service.list, caller, query(request, "app"), query(request, "state"),
                                            query(request, "task"), limit, query(request, "continue"))
@@ -150,6 +156,7 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
     async def delete_task(request: Request) -> Response:
         async def run(request: Request) -> Response:
             caller = await caller_of(request)
+            served_namespace(request)
             view = await run_in_threadpool(service.cancel, caller, request.path_params["id"], query(request, "app"))
             return JSONResponse(view)
         return await handle(request, run)
@@ -157,6 +164,7 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
     async def task_events(request: Request) -> Response:
         async def run(request: Request) -> Response:
             caller = await caller_of(request)
+            served_namespace(request)
             task_id, app = request.path_params["id"], query(request, "app")
             # The first read happens before the stream starts, so 401/403/404 are status codes.
             first = await run_in_threadpool(service.get, caller, task_id, app)

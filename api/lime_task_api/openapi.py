@@ -43,6 +43,10 @@ _APP = {
     "name": "app", "in": "query", "required": False, "schema": {"type": "string"},
     "description": "Only this application's tasks (one the credential may act for). Default: all of them.",
 }
+_NAMESPACE = {
+    "name": "namespace", "in": "query", "required": False, "schema": {"type": "string"},
+    "description": "The namespace the caller expects; 422 if the API serves another one.",
+}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "The task id."}
 
 
@@ -67,6 +71,7 @@ def document() -> dict[str, Any]:
                 "post": {
                     "operationId": "createTask",
                     "summary": "Start a task",
+                    "parameters": [_NAMESPACE],
                     "requestBody": {"required": True, "content": _json("NewTask")},
                     "responses": {
                         "201": {
@@ -77,7 +82,7 @@ def document() -> dict[str, Any]:
                         "400": _error("The body is not JSON (or not UTF-8, a key twice, NaN, nested too deeply)."),
                         "413": _error(f"The body is over the limit (default {DEFAULT_MAX_BODY_BYTES} bytes)."),
                         "415": _error("The body is not application/json."),
-                        "422": _error("A rule of send_task is broken; `field` names the member."),
+                        "422": _error("A rule of send_task is broken, or the namespace is not the API's; `field` names it."),
                         **_ERRORS,
                     },
                 },
@@ -86,6 +91,7 @@ def document() -> dict[str, Any]:
                     "summary": "List the caller's tasks, a page at a time",
                     "parameters": [
                         _APP,
+                        _NAMESPACE,
                         {"name": "state", "in": "query", "schema": {"enum": states}},
                         {"name": "task", "in": "query", "schema": {"type": "string"},
                          "description": "Only tasks of this dotted task name."},
@@ -111,6 +117,7 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         _ID,
                         _APP,
+                        _NAMESPACE,
                         {"name": "wait", "in": "query",
                          "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_PARAMETER},
                          "description": "Seconds to wait for the task to reach SUCCESS or FAILURE (at most the "
@@ -122,14 +129,14 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The task.", "content": _json("Task")},
                         "404": _NOT_FOUND,
-                        "422": _error("wait or changedFrom is not valid."),
+                        "422": _error("wait, changedFrom or namespace is not valid."),
                         **_ERRORS,
                     },
                 },
                 "delete": {
                     "operationId": "cancelTask",
                     "summary": "Cancel a task: it is deleted, which stops its pod",
-                    "parameters": [_ID, _APP],
+                    "parameters": [_ID, _APP, _NAMESPACE],
                     "responses": {
                         "200": {"description": "Deleted; its last status.", "content": _json("DeletedTask")},
                         "404": _NOT_FOUND,
@@ -141,7 +148,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "taskEvents",
                     "summary": "Server-Sent Events: the task's status now and at each change, to the end",
-                    "parameters": [_ID, _APP],
+                    "parameters": [_ID, _APP, _NAMESPACE],
                     "responses": {
                         "200": {
                             "description": "`event: status` with a Task at each change of state, ending after "

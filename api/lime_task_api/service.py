@@ -89,6 +89,15 @@ class Caller:
         return (requested,)
 
 
+def check_namespace(requested: Optional[str], served: str) -> None:
+    """A request may name the namespace it expects (the library sends an explicit
+    `namespace=` / `-n`); one the API does not serve is refused (422 naming it), never
+    silently replaced."""
+    if requested is not None and requested != served:
+        raise bodies.RequestProblem(422, "InvalidTask", f"this API serves namespace {served!r}, not {requested!r}",
+                                    "namespace")
+
+
 def not_found(task_id: str) -> TaskNotFound:
     return TaskNotFound(f"no task {task_id!r}")
 

@@ -22,8 +22,8 @@ def list_tasks(options: Any, io: Any) -> int:
     from .cli import select_tasks
     from .cli_args import ExitCode
 
-    http_client.refuse_namespace(options.namespace)
-    objects = [http_client.as_object(view) for view in http_client.list_views(options.app, options.state)]
+    views = http_client.list_views(options.app, options.state, options.namespace)
+    objects = [http_client.as_object(view) for view in views]
     views = select_tasks(objects, options.app, options.state)
     if options.output == "json":
         io.print(cli_output.dumps([view.to_json_detailed() for view in views]))

@@ -11,7 +11,9 @@ on LimeTasks; the API decides which applications its credential may act for
 The bearer token: env LIME_TASK_API_TOKEN, else the file named by
 LIME_TASK_API_TOKEN_FILE, else DEFAULT_TOKEN_FILE if it exists (the projected
 ServiceAccount token the chart documents, refreshed by the kubelet: read on every
-request, never cached). The namespace is the API's own: passing one is refused.
+request, never cached). The namespace is the API's own: LIME_TASK_NAMESPACE does not
+apply, and an explicit `namespace=` (`-n`) is sent along and refused by the API (422,
+so InvalidTaskError) unless it is the one the API serves.
 
 Only the standard library (urllib): an application that installs lime-task gets no HTTP
 client dependency for this.
@@ -78,15 +80,6 @@ def _api_error(message: str) -> Exception:
     return LimeTaskApiError(message)
 
 
-def refuse_namespace(namespace: Optional[str]) -> None:
-    """InvalidTaskError for an explicit namespace: the API serves its own."""
-    if namespace:
-        raise InvalidTaskError(
-            f"namespace {namespace!r} cannot be chosen through the Lime Task HTTP API ({ENV_API_URL} is set): "
-            f"it serves its own namespace; leave the namespace out, or unset {ENV_API_URL} to work directly"
-        )
-
-
 def request(method: str, path: str, body: Any = None, query: Optional[Mapping[str, Any]] = None,
             timeout: float = REQUEST_TIMEOUT_SECONDS) -> tuple[int, Any]:
     """(status, decoded JSON body) of one API call. 404 -> NotFoundError, 400/413/415/422
@@ -140,7 +133,6 @@ def _status(view: Mapping[str, Any]) -> Any:
 def send(spec: Any, args: Sequence[Any], kwargs: Mapping[str, Any], namespace: Optional[str]) -> Any:
     """POST /v1/tasks for a spec `lime_task.sending.build_spec` already accepted (so a
     refusal happens before any request, as in direct mode): a PENDING TaskStatus."""
-    refuse_namespace(namespace)
     options = {
         "timeoutSeconds": spec.timeout_seconds,
         "retries": spec.retries,
@@ -150,7 +142,7 @@ def send(spec: Any, args: Sequence[Any], kwargs: Mapping[str, Any], namespace: O
     }
     body = {"task": spec.task, "app": spec.app, "args": list(args), "kwargs": dict(kwargs),
             "options": {k: v for k, v in options.items() if v is not None}}
-    _, view = request("POST", "/v1/tasks", body)
+    _, view = request("POST", "/v1/tasks", body, query={"namespace": namespace})
     return _status(view)
 
 
@@ -160,13 +152,12 @@ def _not_found(task_id: Any, app: str) -> NotFoundError:
 
 def get_view(task_id: Any, app: str, namespace: Optional[str] = None, **query: Any) -> dict[str, Any]:
     """The API's view of the task (GET /v1/tasks/{id}?app=); NotFoundError as get_status."""
-    refuse_namespace(namespace)
     if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
         raise _not_found(task_id, app)
     timeout = REQUEST_TIMEOUT_SECONDS + (query.get("wait") or 0)
     try:
-        _, view = request("GET", f"/v1/tasks/{urllib.parse.quote(task_id, safe='')}", query={"app": app, **query},
-                          timeout=timeout)
+        _, view = request("GET", f"/v1/tasks/{urllib.parse.quote(task_id, safe='')}",
+                          query={"app": app, "namespace": namespace, **query}, timeout=timeout)
     except NotFoundError:
         raise _not_found(task_id, app) from None
     return view
@@ -216,12 +207,13 @@ def wait(status: Any, timeout: Optional[float], on_change: Optional[Callable[[An
     return status
 
 
-def list_views(app: Optional[str], state: Optional[str]) -> list[dict[str, Any]]:
+def list_views(app: Optional[str], state: Optional[str], namespace: Optional[str] = None) -> list[dict[str, Any]]:
     """Every view the caller may see (following `continue`), filtered by app and state."""
     views: list[dict[str, Any]] = []
     token_: Optional[str] = None
     while True:
-        _, page = request("GET", "/v1/tasks", query={"app": app, "state": state, "limit": 500, "continue": token_})
+        _, page = request("GET", "/v1/tasks", query={"app": app, "state": state, "namespace": namespace,
+                                                             "limit": 500, "continue": token_})
         views.extend(page.get("items") or [])
         token_ = page.get("continue")
         if not token_:
@@ -230,11 +222,11 @@ def list_views(app: Optional[str], state: Optional[str]) -> list[dict[str, Any]]
 
 def cancel(task_id: Any, app: str, namespace: Optional[str] = None) -> dict[str, Any]:
     """DELETE /v1/tasks/{id}: the deleted task's last view; NotFoundError as get_status."""
-    refuse_namespace(namespace)
     if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
         raise _not_found(task_id, app)
     try:
-        _, view = request("DELETE", f"/v1/tasks/{urllib.parse.quote(task_id, safe='')}", query={"app": app})
+        _, view = request("DELETE", f"/v1/tasks/{urllib.parse.quote(task_id, safe='')}",
+                          query={"app": app, "namespace": namespace})
     except NotFoundError:
         raise _not_found(task_id, app) from None
     return view

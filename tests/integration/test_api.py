@@ -1,6 +1,9 @@
 """send_task / get_status / TaskStatus.wait against the real API server.
 
 No operator runs here: the tests play its part by patching the status subresource.
+Every test that uses `env` runs twice: directly against the API server, and in client
+mode through the HTTP API (LIME_TASK_API_URL, a real ServiceAccount token checked by
+TokenReview) with the same expectations.
 """
 
 import threading
@@ -21,6 +24,8 @@ from lime_task import (
 from lime_task.constants import GROUP, LABEL_APP, MAX_ARGUMENTS_BYTES, PLURAL, VERSION
 from lime_task.kube import LimeTaskApiError
 
+from ._api_helpers import service_account_token, start_api
+
 pytestmark = pytest.mark.integration
 
 
@@ -33,11 +38,19 @@ def configured(app):
     """A module-level task with defaults, so send_task can find them by function."""
 
 
-@pytest.fixture
-def env(cluster, crd, namespace, monkeypatch):
-    """Point the library at the test cluster and namespace, as a user's environment would."""
+@pytest.fixture(params=["direct", "http"])
+def env(request, cluster, crd, namespace, monkeypatch, tmp_path):
+    """Point the library at the test cluster and namespace, as a user's environment would;
+    for "http", also at an HTTP API serving the namespace, with a token whose identity
+    may act for every app these tests use."""
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     monkeypatch.setenv("LIME_TASK_NAMESPACE", namespace)
+    if request.param == "http":
+        identity = f"system:serviceaccount:{namespace}:app-client"
+        api = start_api(cluster, namespace, {identity: ["api-test-app", "plain-name", "someone-else"]}, tmp_path, [])
+        request.addfinalizer(api.stop)
+        monkeypatch.setenv("LIME_TASK_API_URL", api.url)
+        monkeypatch.setenv("LIME_TASK_API_TOKEN", service_account_token(cluster, namespace, "app-client"))
     return namespace
 
 

@@ -2,8 +2,9 @@
 
 Commands that only read and write LimeTasks are tested in a namespace no operator
 watches, with the status patched by the test as the operator would (so every state
-change is under the test's control); commands that need tasks to really run (`send
---wait`, `logs`) use an operator deployed by the Helm chart.
+change is under the test's control); those taking the `cli` fixture run twice, directly
+and through the HTTP API (client mode), with the same expectations; commands that need
+tasks to really run (`send --wait`, `logs`) use an operator deployed by the Helm chart.
 """
 
 import json
@@ -17,6 +18,7 @@ from kubernetes import client
 
 from lime_task.constants import GROUP, PLURAL, VERSION
 
+from ._api_helpers import service_account_token, start_api
 from .chart_support import (
     ROOT,
     get_json,
@@ -31,10 +33,33 @@ pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "lime_task.cli"]
 
 
-def send(cluster, namespace, *args):
-    done = run_cli(cluster, "send", *args, "-n", namespace)
+def send(cluster_or_cli, namespace, *args):
+    """`lime-task send ... -n namespace` (through `cli` when given one); the new id."""
+    if callable(cluster_or_cli):
+        done = cluster_or_cli("send", *args, "-n", namespace)
+    else:
+        done = run_cli(cluster_or_cli, "send", *args, "-n", namespace)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+@pytest.fixture(params=["direct", "http"])
+def cli(request, cluster, crd, namespace, tmp_path):
+    """`cli(*args)` runs lime-task as run_cli does: directly against the API server, or
+    in client mode through an HTTP API serving the namespace (a real ServiceAccount
+    token mapped to every app these tests use). `cli.env` is the extra environment."""
+    env: dict = {}
+    if request.param == "http":
+        identity = f"system:serviceaccount:{namespace}:cli-user"
+        api = start_api(cluster, namespace, {identity: ["my-app", "other-app", "nobody"]}, tmp_path, [])
+        request.addfinalizer(api.stop)
+        env = {"LIME_TASK_API_URL": api.url, "LIME_TASK_API_TOKEN": service_account_token(cluster, namespace, "cli-user")}
+
+    def run(*args, **kwargs):
+        return run_cli(cluster, *args, env=env, **kwargs)
+
+    run.env = env
+    return run
 
 
 def patch_status(cluster, namespace, name, **status):
@@ -66,8 +91,8 @@ def test_send_carries_integral_floats_as_floats(cluster, crd, namespace):
     assert (spec["args"], spec["kwargs"], spec["floatPaths"]) == ([2, 2], {"zero": 0}, ["/args/0", "-/kwargs/zero"])
 
 
-def test_send_json_output_is_the_task_status_shape(cluster, crd, namespace):
-    done = run_cli(cluster, "send", "pkg.tasks.add", "--app", "my-app", "1", "2", "-n", namespace, "-o", "json")
+def test_send_json_output_is_the_task_status_shape(cluster, crd, namespace, cli):
+    done = cli("send", "pkg.tasks.add", "--app", "my-app", "1", "2", "-n", namespace, "-o", "json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status == {"id": status["id"], "status": "PENDING", "result": None}
@@ -95,37 +120,37 @@ def test_send_refuses_bad_tasks_with_exit_2_and_creates_nothing(cluster, crd, na
     assert get_json(cluster, "limetasks", "-n", namespace)["items"] == []
 
 
-def test_status_shows_result_and_error_in_text_and_json(cluster, crd, namespace):
-    ok = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app", "1", "2")
-    bad = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app", "1", "x")
+def test_status_shows_result_and_error_in_text_and_json(cluster, crd, namespace, cli):
+    ok = send(cli, namespace, "pkg.tasks.add", "--app", "my-app", "1", "2")
+    bad = send(cli, namespace, "pkg.tasks.add", "--app", "my-app", "1", "x")
     patch_status(cluster, namespace, ok, state="SUCCESS", result={"sum": 3}, reason="Completed")
     error = {"type": "TypeError", "message": "unsupported operand", "traceback": "Traceback...\nTypeError: unsupported operand"}
     patch_status(cluster, namespace, bad, state="FAILURE", error=error, reason="TaskRaised")
 
-    done = run_cli(cluster, "status", ok, "--app", "my-app", "-n", namespace, "-o", "json")
+    done = cli("status", ok, "--app", "my-app", "-n", namespace, "-o", "json")
     assert done.returncode == 0 and json.loads(done.stdout) == {"id": ok, "status": "SUCCESS", "result": {"sum": 3}}
-    done = run_cli(cluster, "status", bad, "--app", "my-app", "-n", namespace, "-o", "json")
+    done = cli("status", bad, "--app", "my-app", "-n", namespace, "-o", "json")
     assert done.returncode == 0  # status reports; only wait judges the outcome
     assert json.loads(done.stdout) == {"id": bad, "status": "FAILURE", "result": None, "error": error}
-    text = run_cli(cluster, "status", bad, "--app", "my-app", "-n", namespace).stdout
+    text = cli("status", bad, "--app", "my-app", "-n", namespace).stdout
     assert "status: FAILURE" in text and "error:  TypeError: unsupported operand" in text
 
 
-def test_another_apps_task_is_not_found_exactly_like_a_missing_one(cluster, crd, namespace):
-    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
-    other = run_cli(cluster, "status", task_id, "--app", "other-app", "-n", namespace)
+def test_another_apps_task_is_not_found_exactly_like_a_missing_one(cluster, crd, namespace, cli):
+    task_id = send(cli, namespace, "pkg.tasks.add", "--app", "my-app")
+    other = cli("status", task_id, "--app", "other-app", "-n", namespace)
     missing_id = str(uuid.uuid4())
-    missing = run_cli(cluster, "status", missing_id, "--app", "other-app", "-n", namespace)
+    missing = cli("status", missing_id, "--app", "other-app", "-n", namespace)
     assert other.returncode == missing.returncode == 3
     assert other.stderr.replace(task_id, "ID") == missing.stderr.replace(missing_id, "ID")
     assert "no task 'ID' for app 'other-app'" in other.stderr.replace(task_id, "ID")
 
 
-def test_wait_shows_each_state_change_on_stderr_then_the_result(cluster, crd, namespace):
-    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app", "1", "2")
+def test_wait_shows_each_state_change_on_stderr_then_the_result(cluster, crd, namespace, cli):
+    task_id = send(cli, namespace, "pkg.tasks.add", "--app", "my-app", "1", "2")
     waiter = subprocess.Popen(
         [*CLI, "wait", task_id, "--app", "my-app", "-n", namespace, "-o", "json", "--timeout", "120"],
-        env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**cluster.env(), **cli.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert waiter.stderr.readline().strip() == f"{task_id}: PENDING"
@@ -141,30 +166,30 @@ def test_wait_shows_each_state_change_on_stderr_then_the_result(cluster, crd, na
     assert json.loads(out) == {"id": task_id, "status": "SUCCESS", "result": {"sum": 3}}
 
 
-def test_wait_on_a_failed_task_exits_1_with_the_error(cluster, crd, namespace):
-    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
+def test_wait_on_a_failed_task_exits_1_with_the_error(cluster, crd, namespace, cli):
+    task_id = send(cli, namespace, "pkg.tasks.add", "--app", "my-app")
     error = {"type": "ValueError", "message": "boom", "traceback": ""}
     patch_status(cluster, namespace, task_id, state="FAILURE", reason="TaskRaised", error=error)
-    done = run_cli(cluster, "wait", task_id, "--app", "my-app", "-n", namespace, "-o", "json")
+    done = cli("wait", task_id, "--app", "my-app", "-n", namespace, "-o", "json")
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"] == error
 
 
-def test_wait_gives_up_with_exit_4(cluster, crd, namespace):
-    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
-    done = run_cli(cluster, "wait", task_id, "--app", "my-app", "-n", namespace, "--timeout", "1")
+def test_wait_gives_up_with_exit_4(cluster, crd, namespace, cli):
+    task_id = send(cli, namespace, "pkg.tasks.add", "--app", "my-app")
+    done = cli("wait", task_id, "--app", "my-app", "-n", namespace, "--timeout", "1")
     assert done.returncode == 4
     assert "did not complete within" in done.stderr and "PENDING" in done.stderr
 
 
-def test_list_filters_by_app_and_state(cluster, crd, namespace):
-    first = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
-    second = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
-    other = send(cluster, namespace, "pkg.tasks.add", "--app", "other-app")
+def test_list_filters_by_app_and_state(cluster, crd, namespace, cli):
+    first = send(cli, namespace, "pkg.tasks.add", "--app", "my-app")
+    second = send(cli, namespace, "pkg.tasks.add", "--app", "my-app")
+    other = send(cli, namespace, "pkg.tasks.add", "--app", "other-app")
     patch_status(cluster, namespace, second, state="SUCCESS", reason="Completed", result=1)
 
     def ids(*args):
-        done = run_cli(cluster, "list", "-n", namespace, "-o", "json", *args)
+        done = cli("list", "-n", namespace, "-o", "json", *args)
         assert done.returncode == 0, done.stderr
         return {item["id"] for item in json.loads(done.stdout)}
 
@@ -172,22 +197,22 @@ def test_list_filters_by_app_and_state(cluster, crd, namespace):
     assert ids("--app", "my-app") == {first, second}
     assert ids("--app", "my-app", "--state", "success") == {second}
     assert ids("--app", "nobody") == set()
-    table = run_cli(cluster, "list", "-n", namespace, "--app", "my-app").stdout.splitlines()
+    table = cli("list", "-n", namespace, "--app", "my-app").stdout.splitlines()
     assert table[0].split() == ["ID", "STATE", "TASK", "APP", "AGE"] and len(table) == 3
 
 
-def test_cancel_deletes_only_the_apps_own_task(cluster, crd, namespace):
-    task_id = send(cluster, namespace, "pkg.tasks.add", "--app", "my-app")
-    refused = run_cli(cluster, "cancel", task_id, "--app", "other-app", "-n", namespace)
+def test_cancel_deletes_only_the_apps_own_task(cluster, crd, namespace, cli):
+    task_id = send(cli, namespace, "pkg.tasks.add", "--app", "my-app")
+    refused = cli("cancel", task_id, "--app", "other-app", "-n", namespace)
     assert refused.returncode == 3
     assert get_json(cluster, "limetask", task_id, "-n", namespace)["metadata"]["name"] == task_id
-    done = run_cli(cluster, "cancel", task_id, "--app", "my-app", "-n", namespace)
+    done = cli("cancel", task_id, "--app", "my-app", "-n", namespace)
     assert done.returncode == 0 and done.stdout.strip() == f"deleted task {task_id}"
     wait_for(
         lambda: cluster.kubectl("get", "limetask", task_id, "-n", namespace, check=False).returncode != 0,
         "the task to be deleted",
     )
-    assert run_cli(cluster, "status", task_id, "--app", "my-app", "-n", namespace).returncode == 3
+    assert cli("status", task_id, "--app", "my-app", "-n", namespace).returncode == 3
 
 
 def test_logs_of_a_task_without_pod_is_a_clear_not_found(cluster, crd, namespace):

@@ -355,3 +355,11 @@ def test_probes_and_openapi_need_no_credential(served):
         served.ready_error = None
     status, _, document = call(served, "GET", "/v1/openapi.json", token=None)
     assert status == 200 and document["openapi"].startswith("3.1")
+
+
+def test_a_namespace_the_api_does_not_serve_is_422_and_its_own_is_fine(served):
+    status, _, answer = call(served, "POST", "/v1/tasks?namespace=elsewhere", {"task": "a.b"})
+    assert (status, answer["error"]["field"]) == (422, "namespace")
+    assert "serves namespace 'apps'" in answer["error"]["message"]
+    assert call(served, "GET", "/v1/tasks?namespace=elsewhere")[0] == 422
+    assert call(served, "POST", "/v1/tasks?namespace=apps", {"task": "a.b"})[0] == 201

@@ -116,9 +116,17 @@ def test_wait_on_a_deleted_task_raises_not_found(client):
         status.wait(timeout=10)
 
 
-def test_a_namespace_cannot_be_chosen_through_the_api(client):
-    with pytest.raises(InvalidTaskError, match="cannot be chosen through the Lime Task HTTP API"):
+def test_an_explicit_namespace_must_be_the_apis(client):
+    before = set(client.backend.objects)
+    with pytest.raises(InvalidTaskError, match="this API serves namespace 'apps', not 'other'"):
         send_task_with_options("shop.tasks.add", "billing", namespace="other")
+    assert set(client.backend.objects) == before
+    status = send_task_with_options("shop.tasks.add", "billing", namespace="apps")
+    assert get_status(status.id, "billing", namespace="apps") == status
+    with pytest.raises(InvalidTaskError, match="namespace"):
+        get_status(status.id, "billing", namespace="other")
+    assert run_cli("list", "-n", "other")[0] == ExitCode.USAGE
+    assert run_cli("status", status.id, "--app", "billing", "-n", "apps")[0] == ExitCode.OK
 
 
 def test_no_token_and_an_unreachable_api_are_clear_errors(client, monkeypatch, tmp_path):
