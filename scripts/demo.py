@@ -50,13 +50,30 @@ def health_port(cfg: ClusterConfig) -> int:
     return HEALTH_PORT + cfg.apiserver_port - ClusterConfig(cfg.state_dir, cfg.cache_dir).apiserver_port
 
 
+def kubelet_node_values(cfg: ClusterConfig) -> dict:
+    """On the kubelet node: the operator from the operator image (never pulled), tasks in
+    the tasks image (the runner image plus sample_tasks), the API server at its loopback
+    address for the operator's in-cluster configuration."""
+    from devcluster.kubeletnode import read_image_refs
+
+    images = read_image_refs(cfg)
+    repository, _, tag = images["operator"].rpartition(":")
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "operator": {"defaultImage": images["tasks"], "healthPort": health_port(cfg)},
+        "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": str(cfg.apiserver_port)}],
+    }
+
+
 def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None:
     """helm upgrade --install of the chart, watching the demo namespace only.
 
     The operator runs as a pod of the chart's Deployment with the chart's ServiceAccount
-    and RBAC. On the local node the image is not pulled (pods are host processes with
-    the project's Python), so the image names are placeholders and the sample tasks are
-    found through PYTHONPATH.
+    and RBAC. On the kubelet node (LIME_NODE=kubelet) it runs from the operator image and
+    tasks from the tasks image. On the host-process node images are not used (pods are
+    host processes with the project's Python), so the image names are placeholders and
+    the sample tasks are found through PYTHONPATH.
     """
     values = {
         "watchNamespaces": [NAMESPACE],
@@ -67,15 +84,23 @@ def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None
             "extraEnv": {"PYTHONPATH": str(ROOT / "examples")},
         },
     }
+    if cfg.node_kind == "kubelet":
+        values.update(kubelet_node_values(cfg))
     values_file = cfg.state_dir / "demo-values.json"
     values_file.write_text(json.dumps(values))
     helm = subprocess.run(
         [str(cfg.bin_dir / "helm"), "upgrade", "--install", RELEASE, str(ROOT / "charts" / "lime-task"),
          "--namespace", NAMESPACE, "--create-namespace", "--kubeconfig", str(cfg.admin_kubeconfig),
-         "-f", str(values_file), "--wait", "--timeout", "180s"],
+         "-f", str(values_file), "--timeout", "180s"],
         capture_output=True, text=True, timeout=240)
     if helm.returncode != 0:
         raise SystemExit(f"helm install failed: {helm.stderr.strip()}")
+    if cfg.node_kind == "kubelet":
+        # The API server listens on loopback only and there is no kube-proxy: the
+        # operator pod uses the host's network to reach it (docs/devcluster.md).
+        kubectl(cfg, "patch", "deployment", RELEASE, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(
+            {"spec": {"template": {"spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}}}}))
+    kubectl(cfg, "rollout", "status", f"deployment/{RELEASE}", "-n", NAMESPACE, "--timeout=180s")
     print(kubectl(cfg, "get", "deployment,serviceaccount,role,rolebinding", "-n", NAMESPACE,
                   "-l", f"app.kubernetes.io/instance={RELEASE}"))
 
@@ -103,6 +128,7 @@ def main() -> int:
 
 def run_task(cfg: ClusterConfig, consumer) -> int:
     from lime_task import send_task
+    from lime_task.constants import LABEL_TASK_ID
 
     status = send_task("sample_tasks.tasks.add", APP, 2, 3)
     say(f"sent sample_tasks.tasks.add(2, 3) for {APP}: id {status.id}")
@@ -120,6 +146,12 @@ def run_task(cfg: ClusterConfig, consumer) -> int:
     if event is not None:
         say(f"event {event.routing_key} (message id {event.message_id})")
         print(json.dumps(event.body, indent=2, sort_keys=True))
+
+    say("the task's pod: its image and container")
+    print(kubectl(cfg, "get", "pods", "-n", NAMESPACE, "-l", f"{LABEL_TASK_ID}={status.id}", "-o",
+                  "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IMAGE:.spec.containers[0].image,"
+                  "CONTAINER:.status.containerStatuses[0].containerID,UID:.spec.securityContext.runAsUser",
+                  check=False))
 
     say("kubectl get limetasks -o wide")
     print(kubectl(cfg, "get", "limetasks", "-n", NAMESPACE, "-o", "wide"))
