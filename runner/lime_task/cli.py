@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Both hand their arguments over untouched (see main()); declared for --help.
     commands.add_parser("run", help="run the task in env LIME_TASK (the task pod's command)", add_help=False)
     commands.add_parser("operator", help="run the operator (needs the operator extra)", add_help=False)
+    commands.add_parser("api", help="run the HTTP API (needs the api extra; same as lime-task-api)", add_help=False)
     return parser
 
 
@@ -280,6 +281,10 @@ def select_tasks(items: Sequence[dict[str, Any]], app: Optional[str], state: Opt
 
 
 def cmd_list(options: argparse.Namespace, io: Io) -> int:
+    if _client_mode():
+        from . import cli_http
+
+        return cli_http.list_tasks(options, io)
     from . import kube
     from .api import resolve_namespace
     from .constants import LABEL_APP
@@ -300,6 +305,10 @@ def cmd_cancel(options: argparse.Namespace, io: Io) -> int:
     from . import kube
     from .constants import TERMINAL_STATES
 
+    if _client_mode():
+        from . import cli_http
+
+        return cli_http.cancel(options, io)
     obj = _read(options)
     view = cli_output.view_of(obj)
     metadata = obj["metadata"]
@@ -318,6 +327,10 @@ def cmd_logs(options: argparse.Namespace, io: Io) -> int:
     from . import kube
     from .constants import LABEL_TASK_ID
 
+    if _client_mode():
+        from . import cli_http
+
+        raise cli_http.logs_unavailable(options)
     obj = _read(options)
     view = cli_output.view_of(obj)
     pods = kube.read_pod_logs(kube.connect(), view.namespace, f"{LABEL_TASK_ID}={view.id}", container="task")
@@ -424,6 +437,13 @@ def cmd_generate(options: argparse.Namespace, io: Io) -> int:
     return ExitCode.OK
 
 
+def _client_mode() -> bool:
+    """True when LIME_TASK_API_URL sends the commands through the HTTP API (cli_http)."""
+    from .http_client import api_url
+
+    return api_url() is not None
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     from . import runner
 
@@ -503,6 +523,10 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = None, err: TextIO =
             return cmd_run(argv[1:])
         if argv and argv[0] == "operator":
             return cmd_operator(argv[1:])
+        if argv and argv[0] == "api":
+            from . import cli_http
+
+            return cli_http.exec_api(argv[1:])
         options = parse(argv)
         return int(COMMANDS[options.command](options, io))
     except KeyboardInterrupt:

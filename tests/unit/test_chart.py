@@ -116,6 +116,15 @@ def test_templates_are_one_kind_per_file_named_by_kind():
         "secret.yaml": "Secret",
         "service.yaml": "Service",
         "servicemonitor.yaml": "ServiceMonitor",
+        # The optional HTTP API (api.enabled).
+        "api-deployment.yaml": "Deployment",
+        "api-service.yaml": "Service",
+        "api-serviceaccount.yaml": "ServiceAccount",
+        "api-configmap.yaml": "ConfigMap",
+        "api-clusterrole.yaml": "ClusterRole",
+        "api-clusterrolebinding.yaml": "ClusterRoleBinding",
+        "api-role.yaml": "Role",
+        "api-rolebinding.yaml": "RoleBinding",
     }
     found = {p.name for p in (CHART / "templates").glob("*.yaml")}
     assert found == set(expected)
