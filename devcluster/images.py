@@ -247,14 +247,44 @@ def build_from_dockerfile(cfg: ClusterConfig, spec: imagespec.ImageSpec, parent_
     return ref
 
 
+# A superseded image is kept this long after it was built: a test session that started
+# with it (its pods name it) must be able to finish while another `up` builds newer ones.
+PRUNE_AFTER_SECONDS = 3600
+
+
+def prune(cfg: ClusterConfig, current: dict[str, str], wheels: Path, now: float | None = None) -> list[str]:
+    """Remove superseded images: every archive and buildah image of our names whose
+    reference is not in ``current`` and that is older than PRUNE_AFTER_SECONDS, and every
+    other wheelhouse. Each image is a few hundred MB and any edit of the product code
+    makes new ones. Returns the references removed."""
+    keep = set(current.values())
+    now = time.time() if now is None else now
+    removed = []
+    for tar in images_dir(cfg).glob("*.tar"):
+        name, _, tag = tar.stem.rpartition("-")
+        ref = f"{imagespec.PREFIX}{name}:{tag}"
+        if ref not in keep and now - tar.stat().st_mtime > PRUNE_AFTER_SECONDS:
+            tar.unlink(missing_ok=True)
+            subprocess.run(["buildah", "--root", str(images_dir(cfg) / "storage"), "--runroot",
+                            str(images_dir(cfg) / "runroot"), "--storage-driver", "overlay", "rmi", ref],
+                           capture_output=True)
+            removed.append(ref)
+    for old in images_dir(cfg).glob("wheels-*"):
+        if old != wheels and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return removed
+
+
 def ensure_images(cfg: ClusterConfig) -> dict[str, str]:
-    """Build what is missing; {short name: reference} for pause, base and every SPECS image."""
+    """Build what is missing; {short name: reference} for pause, base and every SPECS image.
+    Superseded images are removed from the cache (``prune``)."""
     with _locked(cfg):
         ensure_tools()
         refs = {"pause": build_pause(cfg), BASE_NAME: build_base(cfg)}
         wheels = wheelhouse(cfg)
         for spec in imagespec.SPECS:
             refs[spec.name] = build_from_dockerfile(cfg, spec, refs[spec.parent], wheels)
+        prune(cfg, refs, wheels[0])
         return refs
 
 

@@ -141,18 +141,23 @@ def ctr(cfg: ClusterConfig, *args: str, timeout: float = 300) -> subprocess.Comp
 
 
 def import_images(cfg: ClusterConfig) -> list[str]:
-    """Import every image of images.json that containerd does not have; the ones imported."""
+    """Import every image of images.json that containerd does not have, and remove our
+    images whose archive the cache has pruned (images.prune: superseded for an hour, so
+    no test session still names them); the ones imported."""
     from .images import archive_path
+    from .imagespec import PREFIX
 
     have = set(ctr(cfg, "images", "list", "--quiet").stdout.split())
+    wanted = set(read_image_refs(cfg).values())
     done = []
-    for ref in sorted(set(read_image_refs(cfg).values())):
-        if ref in have:
-            continue
+    for ref in sorted(wanted - have):
         proc = ctr(cfg, "images", "import", str(archive_path(cfg, ref)))
         if proc.returncode != 0:
             raise NodeError(f"ctr images import {ref} failed: {proc.stderr.strip()}")
         done.append(ref)
+    stale = sorted(ref for ref in have - wanted if ref.startswith(PREFIX) and not archive_path(cfg, ref).exists())
+    if stale:
+        ctr(cfg, "images", "remove", *stale)
     return done
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,27 @@ def test_every_test_task_module_is_in_the_tasks_image():
     names = {n for n, _ in imagespec.walk_inputs(ROOT, tasks.inputs)}
     assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "integration").glob("*_tasks.py")} <= names
     assert "tests/integration/pod_tasks.py" in names
+
+
+def test_prune_keeps_only_the_current_archives_and_wheelhouse(tmp_path, monkeypatch):
+    from devcluster import images
+    from devcluster.config import ClusterConfig
+
+    cfg = ClusterConfig.from_env({"LIME_CACHE": str(tmp_path)})
+    d = images.images_dir(cfg)
+    (d / "wheels-new").mkdir(parents=True)
+    (d / "wheels-old").mkdir()
+    for name in ("runner-aaaa", "runner-bbbb", "base-debian12-python3.11-cccc"):
+        (d / f"{name}.tar").write_bytes(b"x")
+    calls = []
+    monkeypatch.setattr(images.subprocess, "run", lambda args, **kw: calls.append(args))
+    current = {"runner": "localhost/lime-task-runner:bbbb",
+               "base-debian12-python3.11": "localhost/lime-task-base-debian12-python3.11:cccc"}
+    now = time.time()
+    assert images.prune(cfg, current, d / "wheels-new", now=now) == []  # superseded, but recent
+    removed = images.prune(cfg, current, d / "wheels-new", now=now + images.PRUNE_AFTER_SECONDS + 1)
+    assert removed == ["localhost/lime-task-runner:aaaa"]
+    assert sorted(p.name for p in d.iterdir()) == ["base-debian12-python3.11-cccc.tar", "runner-bbbb.tar",
+                                                   "wheels-new"]
+    assert calls and calls[0][-2:] == ["rmi", "localhost/lime-task-runner:aaaa"]
+    assert images.archive_path(cfg, "localhost/lime-task-runner:bbbb") == d / "runner-bbbb.tar"
