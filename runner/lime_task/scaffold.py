@@ -25,7 +25,8 @@ e.g. "{package}.tasks.lime.get_lime_company".
 """
 '''
 
-TASKS_EXAMPLE = '''"""Example Lime Task tasks: each runs in its own pod, started by send_task.
+# A raw docstring: the curl example's line continuations must stay backslashes.
+TASKS_EXAMPLE = '''r"""Example Lime Task tasks: each runs in its own pod, started by send_task.
 
 Send one from Python:
 
@@ -35,6 +36,14 @@ Send one from Python:
 or from a shell:
 
     lime-task send {package}.tasks.lime.get_lime_company --app my-app 1001 '["name"]' --wait
+
+or with an HTTP POST to the Lime Task HTTP API (docs/http-api.md), as this pod's
+ServiceAccount; the API decides which app the token acts for:
+
+    curl -X POST "$LIME_TASK_API_URL/v1/tasks" \\
+      -H "Authorization: Bearer $(cat /var/run/secrets/lime-task/token)" \\
+      -H "Content-Type: application/json" \\
+      -d '{{"task": "{package}.tasks.lime.get_lime_company", "args": [1001, ["name"]]}}'
 """
 
 from lime_task import task

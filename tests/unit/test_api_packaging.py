@@ -45,3 +45,23 @@ def test_the_api_image_is_built_like_the_operators_with_the_api_extra():
     assert ("COPY", "api ./api") in api
     assert last(api, "USER") == "65532:65532"
     assert last(api, "ENTRYPOINT") == '["lime-task-api"]'
+
+
+def test_the_generated_tasks_module_shows_an_http_post_the_api_accepts(tmp_path):
+    import json
+    import re
+
+    from lime_task import cli
+    from lime_task.http_client import DEFAULT_TOKEN_FILE
+    from lime_task_api import bodies
+
+    package = tmp_path / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    assert cli.main(["generate", "tasks", "--package", str(package)]) == 0
+    text = (package / "tasks" / "lime.py").read_text()
+    assert 'curl -X POST "$LIME_TASK_API_URL/v1/tasks"' in text
+    assert str(DEFAULT_TOKEN_FILE) in text
+    body = json.loads(re.search(r"-d '(.*)'", text).group(1))
+    spec = bodies.build(bodies.parse_new_task(body), "my-app")
+    assert (spec.task, spec.args) == ("shop.tasks.lime.get_lime_company", [1001, ["name"]])
