@@ -127,11 +127,18 @@ class _HandlerThread:
         self._handler = handler
         self._report = report
         self._inbox: _queue.SimpleQueue = _queue.SimpleQueue()
+        self._idle = threading.Event()  # no handler running or about to run
+        self._idle.set()
         self._thread = threading.Thread(target=self._loop, name="lime-task-event-handler", daemon=True)
         self._thread.start()
 
     def submit(self, delivery: _Delivery) -> None:
+        self._idle.clear()
         self._inbox.put(delivery)
+
+    def wait_idle(self) -> None:
+        """Returns once the handler given the last event has returned (at once if none runs)."""
+        self._idle.wait()
 
     def stop(self) -> None:
         """Ends the thread after the current handler; does not wait for it."""
@@ -146,6 +153,7 @@ class _HandlerThread:
                 outcome, error = _RAISED, exc
             except BaseException as exc:  # handed to the caller's thread, re-raised there
                 outcome, error = _CRASHED, exc
+            self._idle.set()
             try:
                 self._connection.add_callback_threadsafe(partial(self._report, delivery, outcome, error))
             except Exception:
@@ -365,8 +373,9 @@ class EventConsumer:
         is allowed to finish, and its event is acknowledged. Events delivered to this
         consumer but not handled go back to the queue.
 
-        Raises :class:`ConsumerError` when the connection or channel is lost (the
-        consumer is then closed; calling `run()` again reconnects), and re-raises, in
+        Raises :class:`ConsumerError` when the connection or channel is lost, once a
+        handler that was running has returned (the consumer is then closed; calling
+        `run()` again reconnects), and re-raises, in
         the caller's thread, a `BaseException` that is not an `Exception` (e.g.
         `SystemExit`) raised by the handler; that event goes back to the queue.
         """
@@ -410,6 +419,9 @@ class EventConsumer:
                     channel.basic_nack(delivery.delivery_tag, requeue=True)
         except pika.exceptions.AMQPError as exc:
             self.close()
+            # One handler at a time, also across a reconnect: when run() raises, no handler
+            # of this consumer still works on an event the broker is redelivering.
+            worker.wait_idle()
             raise ConsumerError(
                 f"{describe_broker_error(exc, self.url)}. Events not acknowledged go back to the "
                 "queue; run() again to reconnect"
@@ -427,6 +439,7 @@ class EventConsumer:
             raise state.crash
         if state.cancelled_by_broker:
             self.close()
+            worker.wait_idle()
             raise ConsumerError(
                 f"the broker cancelled the consumer of queue {self.queue!r} (was the queue deleted?); "
                 "run() again to declare it anew"

@@ -521,7 +521,12 @@ class Proxy:
         with self.lock:
             sockets, self.sockets = self.sockets, []
         for sock in sockets:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            # shutdown, not only close: it wakes the relay thread blocked in recv() on the
+            # socket, so both ends (the consumer and the broker) see the connection end now.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
 
     def close(self) -> None:
@@ -538,6 +543,7 @@ def test_a_lost_connection_is_a_consumer_error_and_run_again_reconnects(broker, 
     message_id = publish_task(publisher, finished_task("pkg.tasks.a", "FAILURE"))
     handled: set[str] = set()
     calls: list[TaskEvent] = []
+    returned: list[str] = []
 
     def handler(event: TaskEvent) -> None:
         # The documented duplicate check: act once per message id.
@@ -548,14 +554,17 @@ def test_a_lost_connection_is_a_consumer_error_and_run_again_reconnects(broker, 
             proxy.cut()  # the network goes away while the event is being handled
             time.sleep(1)
         handled.add(event.message_id)
+        returned.append(event.message_id)
 
     consumer = EventConsumer(pattern_for(), url=url, exchange=exchange, queue=queue)
     try:
         with pytest.raises(ConsumerError) as caught:
             consumer.run(handler, max_messages=1, timeout=30)
+        # run() raised only once its handler had returned: never two handlers at once.
+        assert returned == [message_id]
         message = str(caught.value)
         assert "connection" in message and "run() again to reconnect" in message
-        assert parts.password not in message.replace(f"{parts.username}:***", "")
+        assert f":{parts.password}@" not in message and ":***@" in message
         # The ack could not be sent: the broker put the event back. run() reconnects.
         assert consumer.run(handler, max_messages=1, timeout=30) == 1
         assert consumer.pending() == 0
@@ -571,8 +580,13 @@ def test_a_lost_connection_is_a_consumer_error_and_run_again_reconnects(broker, 
 def test_deleting_the_queue_under_a_running_consumer_is_a_consumer_error(broker, exchange, amqp, cleanup):
     queue = durable_consumer_queue(broker, exchange, cleanup)
     cleanup["queues"].remove(queue)
-    timer = threading.Timer(1.0, lambda: pika.BlockingConnection(pika.URLParameters(broker.url)).channel()
-                            .queue_delete(queue))
+
+    def delete_queue() -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+        connection.channel().queue_delete(queue)
+        connection.close()
+
+    timer = threading.Timer(1.0, delete_queue)
     with EventConsumer(pattern_for(), url=broker.url, exchange=exchange, queue=queue) as consumer:
         timer.start()
         started = time.monotonic()
