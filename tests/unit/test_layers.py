@@ -1,7 +1,7 @@
 """The import contracts in .importlinter hold, and they catch an upward import.
 
-lint-imports (import-linter) builds the import graph of lime_task, lime_task_operator and
-devcluster, function-level imports included, and checks the contracts that
+lint-imports (import-linter) builds the import graph of lime_task, lime_task_operator,
+lime_task_api and devcluster, function-level imports included, and checks the contracts that
 docs/architecture.md draws as layers.
 """
 
@@ -20,8 +20,8 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
-    """lint-imports over the packages under `root` (runner/, operator/, devcluster/)."""
-    path = os.pathsep.join(str(root / part) for part in ("runner", "operator", "."))
+    """lint-imports over the packages under `root` (runner/, operator/, api/, devcluster/)."""
+    path = os.pathsep.join(str(root / part) for part in ("runner", "operator", "api", "."))
     env = dict(os.environ, PYTHONPATH=path)
     return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -40,6 +40,7 @@ def tree(tmp_path_factory) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(ROOT / "runner" / "lime_task", root / "runner" / "lime_task", ignore=ignore)
     shutil.copytree(ROOT / "operator" / "lime_task_operator", root / "operator" / "lime_task_operator", ignore=ignore)
+    shutil.copytree(ROOT / "api" / "lime_task_api", root / "api" / "lime_task_api", ignore=ignore)
     shutil.copytree(ROOT / "devcluster", root / "devcluster", ignore=ignore)
     shutil.copy(ROOT / ".importlinter", root / ".importlinter")
     return root
@@ -49,7 +50,13 @@ def tree(tmp_path_factory) -> Path:
     "module,line,contract,reported",
     [
         ("runner/lime_task/models.py", "import lime_task_operator.status",
-         "lime_task never imports lime_task_operator", "lime_task.models -> lime_task_operator.status"),
+         "Servers (operator, HTTP API) above the library, and apart", "lime_task.models -> lime_task_operator.status"),
+        ("runner/lime_task/cli.py", "import lime_task_api.app",
+         "Servers (operator, HTTP API) above the library, and apart", "lime_task.cli -> lime_task_api.app"),
+        ("api/lime_task_api/service.py", "from lime_task_operator import jobs",
+         "Servers (operator, HTTP API) above the library, and apart", "lime_task_api.service -> lime_task_operator.jobs"),
+        ("api/lime_task_api/app.py", "from kubernetes.client.rest import ApiException",
+         "Only the kube modules import the Kubernetes client", "lime_task_api.app -> kubernetes"),
         ("runner/lime_task/values.py", "from lime_task import kube",
          "Library layers", "lime_task.values -> lime_task.kube"),
         ("runner/lime_task/api.py", "from kubernetes import client",
@@ -58,7 +65,7 @@ def tree(tmp_path_factory) -> Path:
          "Only the kube modules import the Kubernetes client", "lime_task_operator.status -> urllib3"),
         # Indirect: the runner imports termination, which would import the client's home.
         ("runner/lime_task/termination.py", "from lime_task import kube",
-         "The runner (the task pod's command) never imports the Kubernetes client", "lime_task.termination -> lime_task.kube"),
+         "The runner (task pods' command) never imports the Kubernetes client", "lime_task.termination -> lime_task.kube"),
         ("operator/lime_task_operator/jobs.py", "import devcluster.config",
          "Product code never imports devcluster", "lime_task_operator.jobs -> devcluster.config"),
     ],
