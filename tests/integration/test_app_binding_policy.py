@@ -1,4 +1,4 @@
-"""examples/04-app-binding-policy against the real API server: in a labelled namespace a
+"""examples/05-app-binding-policy against the real API server: in a labelled namespace a
 ServiceAccount may create LimeTasks for the app named like itself only; users that are
 not its ServiceAccounts, and unlabelled namespaces, are not affected. (The policy is
 cluster-scoped: the test's copy has its own name and matches only the test's namespace.)"""
@@ -14,7 +14,7 @@ import yaml
 from .chart_support import ROOT, run_cli, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
-EXAMPLE = ROOT / "examples" / "04-app-binding-policy"
+EXAMPLE = ROOT / "examples" / "05-app-binding-policy"
 
 
 @pytest.fixture
