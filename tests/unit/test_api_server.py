@@ -363,3 +363,31 @@ def test_a_namespace_the_api_does_not_serve_is_422_and_its_own_is_fine(served):
     assert "serves namespace 'apps'" in answer["error"]["message"]
     assert call(served, "GET", "/v1/tasks?namespace=elsewhere")[0] == 422
     assert call(served, "POST", "/v1/tasks?namespace=apps", {"task": "a.b"})[0] == 201
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_SETTINGS
+@given(raw=st.binary(max_size=300))
+def test_any_bytes_as_a_body_get_a_4xx_or_201_never_a_server_error(served, raw):
+    status, _, answer = call(served, "POST", "/v1/tasks", raw=raw)
+    assert status in (201, 400, 413, 422), (raw, answer)
+    if status != 201:
+        assert set(answer["error"]) == {"code", "message", "field"}
+
+
+@_SETTINGS
+@given(task_id=st.text(max_size=40), query=st.dictionaries(
+    st.sampled_from(["wait", "changedFrom", "app", "namespace", "limit", "state", "continue"]),
+    st.text(max_size=12), max_size=3))
+def test_any_id_and_query_get_an_answer_in_the_error_shape_never_a_server_error(served, task_id, query):
+    import urllib.parse
+
+    path = "/v1/tasks/" + urllib.parse.quote(task_id, safe="") + "?" + urllib.parse.urlencode(query)
+    status, _, answer = call(served, "GET", path)
+    assert status in (200, 403, 404, 405, 410, 422), (path, answer)
+    if status != 200:
+        assert set(answer["error"]) == {"code", "message", "field"}
