@@ -117,7 +117,7 @@ def list_page(
         if error.status == 410:
             raise ContinueExpired() from None
         if error.status == 400 and continue_token:
-            raise BadContinue(library_kube._api_message(error)) from None
+            raise BadContinue(library_kube.api_failure(error)[1]) from None
         raise
     body = library_kube._decoded(response)
     return Page(list(body.get("items") or []), (body.get("metadata") or {}).get("continue") or None)
@@ -141,11 +141,13 @@ def delete_task(connection: library_kube.Connection, namespace: str, name: str, 
 def unavailable_reason(error: BaseException) -> Optional[str]:
     """Why the API cannot serve now, if `error` is a failure of the Kubernetes API
     server or of reaching it (HTTP 503 with Retry-After), else None (a bug: 500)."""
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
-    if isinstance(error, ApiException):
-        return f"the Kubernetes API server answered {error.status} {error.reason}"
-    if isinstance(error, (Urllib3Error, library_kube.LimeTaskApiError, OSError)):
+    failure = library_kube.api_failure(error)
+    if failure is not None:
+        status, message = failure
+        if status is None:
+            return f"the Kubernetes API server cannot be reached: {message}"
+        return f"the Kubernetes API server answered {status}: {message}"
+    if isinstance(error, (library_kube.LimeTaskApiError, OSError)):
         return f"the Kubernetes API server cannot be reached: {error}"
     return None
 
