@@ -252,8 +252,10 @@ class Reconciler:
             # Job's, so read them fresh.
             pods = await self._call(self.kube.list_task_pods, namespace, name)
         pods, log_tail = await self._failed_attempt_log(namespace, task, job, pods)
-        await self._apply(key, task, status.observe(task, job, pods, now, self.config.container_start_timeout_seconds,
-                                                    log_tail))
+        transition = status.observe(task, job, pods, now, self.config.container_start_timeout_seconds, log_tail)
+        if await self._apply(key, task, transition) and status.job_to_stop({"status": transition.status}, job):
+            # Now, while the Job is at hand: the cache drops a finished task's children.
+            await self._delete_job(key, job)
         recheck = status.seconds_until_start_timeout(pods, now, self.config.container_start_timeout_seconds)
         if recheck is not None:  # a stuck container fails on time, not at the next resync
             self.main.nudge_later(key, recheck + 0.5)
@@ -279,14 +281,23 @@ class Reconciler:
                                     logtail.READ_LINES, logtail.READ_BYTES)
         except kube_module.KubeError as error:
             log.info("task %s/%s: no log of pod %s: %s", namespace, task["metadata"]["name"], pod, error)
+            recorded = (task.get("status") or {}).get("lastAttempt") or {}
+            if recorded.get("pod") == pod and recorded.get("logTail"):
+                return pods, None  # keep the tail read earlier (e.g. while it was being evicted)
             text = f"(the log of pod {pod} could not be read: {error})\n"
         return pods, (pod, text)
 
     async def _stop_job_of_failed_task(self, key: Key, task: dict[str, Any]) -> None:
-        """Delete the Job of a task that failed while its Job still tries (status.job_to_stop)."""
-        job = self._job(key)
-        if not status.job_to_stop(task, job):
+        """Delete the Job of a task that failed while its Job still tries (status.job_to_stop):
+        the fallback for an operator that stopped between the FAILURE write and the
+        deletion. The cache drops a finished task's children, so the Job is read."""
+        if not status.job_to_stop(task, {}):
             return
+        job = self._job(key) or await self._call(self.kube.get_job, key[0], jobs.job_name(key[1]))
+        if status.job_to_stop(task, job) and jobs.owner_uid(job) == task["metadata"].get("uid"):
+            await self._delete_job(key, job)
+
+    async def _delete_job(self, key: Key, job: Mapping[str, Any]) -> None:
         metadata = job["metadata"]
         if await self._call(kube_module.delete_job, self.kube, key[0], metadata["name"], metadata["uid"]):
             log.info("task %s/%s: deleted Job %s, which still tried to start the failed task", *key, metadata["name"])

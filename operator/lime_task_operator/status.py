@@ -396,6 +396,9 @@ def last_attempt(
     return _record(pod, outcome, previous, log_tail)
 
 
+_TAKEN_AWAY = (attempts.EVICTED, attempts.PREEMPTED, attempts.NODE_LOST, attempts.POD_DELETED)
+
+
 def pod_needing_log(task: Mapping[str, Any], job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Optional[str]:
     """The name of the failed pod whose log tail should be read now, or None.
 
@@ -405,9 +408,13 @@ def pod_needing_log(task: Mapping[str, Any], job: Mapping[str, Any], pods: Itera
     """
     pods = sorted(pods, key=_pod_order)
     newest = _newest_failure(task, job, pods)
-    if newest is None or not attempts.ran(newest[0]):
+    if newest is None:
         return None
-    pod = newest[0]
+    pod, outcome = newest
+    # A pod taken away may not have reported its container running yet (the status lags
+    # the process); one that never got that far has no log, which the read then says.
+    if not attempts.ran(pod) and outcome.reason not in _TAKEN_AWAY:
+        return None
     name = _pod_name(pod)
     recorded = (task.get("status") or {}).get("lastAttempt") or {}
     if recorded.get("pod") != name or "logTail" not in recorded:

@@ -505,3 +505,31 @@ def test_the_job_of_a_task_that_could_not_start_is_stopped():
     # Other failures end with their Job; a running task keeps its Job.
     assert status.job_to_stop(task("FAILURE", reason="TaskRaised"), job()) is False
     assert status.job_to_stop(task("PENDING", reason="ImagePullBackOff"), job()) is False
+
+
+def test_when_to_look_again_at_a_container_that_cannot_start():
+    stuck = waiting_pod("p1", "2025-01-02T03:00:00Z", "ImagePullBackOff")
+    at = datetime(2025, 1, 2, 3, 0, 40, tzinfo=timezone.utc)
+    assert status.seconds_until_start_timeout([stuck], at, 60) == 20
+    assert status.seconds_until_start_timeout([stuck], at + timedelta(minutes=5), 60) == 0
+    assert status.seconds_until_start_timeout([pod("p1", "2025-01-02T03:00:00Z", "running")], at, 60) is None
+    assert status.seconds_until_start_timeout([], at, 60) is None
+
+
+def test_a_view_without_the_report_does_not_overwrite_the_recorded_attempt():
+    error = {"type": "ValueError", "message": "boom", "traceback": "tb"}
+    recorded = {"pod": "p1", "reason": "TaskRaised", "message": "ValueError: boom", "exitCode": 1,
+                "error": error, "logTail": "log\n"}
+    # The same pod as the operator's cache may show it: exit code, no termination message.
+    slim = pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 1)
+    assert status.observe(started(lastAttempt=recorded), job(), [slim], NOW) is None
+    end = status.observe(started(lastAttempt=recorded), failed_job(), [slim], NOW)
+    assert end.reason == "TaskRaised" and end.status["error"] == error
+
+
+def test_the_log_of_a_pod_taken_away_before_its_status_said_running_is_read():
+    p = disrupted(deleting(pod("p1", "2025-01-02T03:00:00Z", "waiting")), "EvictionByEvictionAPI")
+    assert status.pod_needing_log(started(), job(), [p]) == "p1"
+    # A pod that failed without being taken away and never ran has no log to read.
+    never = with_status(pod("p2", "2025-01-02T03:00:00Z", "waiting"), phase="Failed")
+    assert status.pod_needing_log(started(), job(), [never]) is None

@@ -1,0 +1,301 @@
+"""Every failure says what happened, is counted right and outlives its pod (issue #11).
+
+One test per reason, against the real control plane and the operator as a process.
+
+What is real and what is driven through the API, per test:
+- Eviction (Eviction API, as `kubectl drain`), pod deletion, a failing task's log tail,
+  DeadlineExceeded, Unschedulable and the runner's own reports are real: the node runs
+  the pods, the scheduler and the Job controller decide.
+- OOM kill, image pull / container creation errors and a lost node need a kubelet that
+  pulls images and enforces memory limits. The task's pod is bound (Binding API) to a
+  Node object that no agent serves, tainted so that nothing else is scheduled there, and
+  the test then writes the pod status the way kubelet reports that condition (container
+  `waiting` ErrImagePull with kubelet's message; `terminated` OOMKilled exit 137 and
+  phase Failed). For the lost node the Node object is deleted and the real pod garbage
+  collector fails and removes the pod (DisruptionTarget DeletionByPodGC). Because no
+  kubelet serves that Node, these tests run unchanged on a cluster with real kubelets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+
+import pytest
+from kubernetes import client
+
+from lime_task.constants import LABEL_TASK_ID
+
+from ._operator_helpers import Api, condition, processes_mentioning
+
+pytestmark = pytest.mark.integration
+
+T = "sample_tasks.tasks"
+# More memory than any node offers: the scheduler leaves the pod Pending, so the test
+# decides where it goes (or that it goes nowhere).
+HUGE = "4000Ti"
+FAKE_TAINT = {"key": "limetask.dev/no-agent", "value": "true", "effect": "NoSchedule"}
+
+
+@pytest.fixture
+def api(cluster, namespace):
+    with cluster.api_client() as api_client:
+        yield Api(api_client, namespace)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wait_for(what, probe, timeout=60.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"no {what} after {timeout}s")
+
+
+def only_pod(api: Api, name: str, timeout: float = 60.0):
+    return wait_for(f"pod of task {name}", lambda: (api.pods(name) or [None])[0], timeout)
+
+
+def wait_running_process(name: str) -> None:
+    wait_for(f"process of task {name}", lambda: processes_mentioning(name), 60)
+
+
+def finished(api: Api, name: str, timeout: float = 120.0) -> dict:
+    return api.wait_state(name, "SUCCESS", "FAILURE", timeout=timeout)["status"]
+
+
+# ------------------------------------------------------------ a Node without an agent
+
+@contextmanager
+def node_without_agent(core: client.CoreV1Api):
+    """A Ready Node that nothing serves (its heartbeat refreshed by a thread), tainted so
+    that the scheduler puts nothing there; pods reach it only through the Binding API."""
+    name = f"lt-test-no-agent-{uuid.uuid4().hex[:6]}"
+    core.create_node({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": name, "labels": {"limetask.dev/test": "true"}},
+                      "spec": {"taints": [FAKE_TAINT]}})
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.is_set():
+            stamp = now()
+            body = {"status": {
+                "capacity": {"cpu": "8", "memory": "8000Ti", "pods": "10"},
+                "allocatable": {"cpu": "8", "memory": "8000Ti", "pods": "10"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "test node without an agent", "lastHeartbeatTime": stamp,
+                                "lastTransitionTime": stamp}]}}
+            try:
+                core.patch_node_status(name, body)
+            except client.ApiException as error:
+                if error.status == 404:
+                    return
+            stop.wait(5)
+
+    thread = threading.Thread(target=heartbeat, daemon=True)
+    thread.start()
+    try:
+        yield name
+    finally:
+        stop.set()
+        thread.join(10)
+        try:
+            core.delete_node(name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def bind(core: client.CoreV1Api, namespace: str, pod: str, node: str) -> None:
+    """What the scheduler does: a Binding of the pod to the node."""
+    body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+    # The generated client cannot parse the Binding answer; the call itself is what counts.
+    core.create_namespaced_binding(namespace, body, _preload_content=False)
+
+
+def kubelet_reports(core: client.CoreV1Api, namespace: str, pod: str, phase: str, state: dict,
+                    started: bool = False) -> None:
+    """Write the pod status the way kubelet reports it (see the module docstring)."""
+    stamp = now()
+    status = {
+        "phase": phase,
+        "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp}],
+        "startTime": stamp,
+        "containerStatuses": [{
+            "name": "task", "image": "registry.invalid/tasks:missing", "imageID": "",
+            "ready": False, "restartCount": 0, "started": started, "state": state,
+        }],
+    }
+    core.patch_namespaced_pod_status(pod, namespace, {"status": status})
+
+
+def bound_task_pod(api: Api, name: str, node: str):
+    pod = only_pod(api, name)
+    bind(api.core, api.namespace, pod.metadata.name, node)
+    return pod.metadata.name
+
+
+# ------------------------------------------------------------ the tests
+
+def test_an_evicted_task_says_evicted_keeps_attempts_start_and_log(operator, namespace, api, cluster):
+    operator(namespace)
+    name = api.create(f"{T}.sleep", 120)
+    api.wait_state(name, "STARTED")
+    wait_running_process(name)
+    pod = only_pod(api, name).metadata.name
+    def logged():
+        try:
+            return "running" in api.core.read_namespaced_pod_log(pod, namespace, container="task")
+        except client.ApiException:  # 400 while the node still reports ContainerCreating
+            return False
+
+    wait_for("the runner's first log line", logged, 30)
+    # What `kubectl drain` does for each pod: the Eviction API.
+    api.core.create_namespaced_pod_eviction(pod, namespace, client.V1Eviction(
+        metadata=client.V1ObjectMeta(name=pod, namespace=namespace)))
+    status = finished(api, name)
+    assert (status["state"], status["reason"]) == ("FAILURE", "Evicted"), status
+    assert status["attempts"] >= 1
+    assert status["startedAt"]
+    assert status["error"]["type"] == "Evicted"
+    assert "EvictionByEvictionAPI" in status["error"]["message"]
+    last = status["lastAttempt"]
+    assert (last["pod"], last["reason"]) == (pod, "Evicted")
+    assert f"running {T}.sleep" in last["logTail"]  # the runner's first log line
+    # The pod is gone; `lime-task logs` shows what the status kept.
+    wait_for("the evicted pod to go", lambda: not api.pods(name), 60)
+    done = subprocess.run([sys.executable, "-m", "lime_task.cli", "logs", name, "--app", "demo", "-n", namespace],
+                          capture_output=True, text=True, timeout=60, env=cluster.env())
+    assert done.returncode == 0, done.stderr
+    assert f"running {T}.sleep" in done.stdout
+    assert "its pods are gone" in done.stderr and pod in done.stderr
+
+
+def test_a_deleted_pod_says_pod_deleted(operator, namespace, api):
+    operator(namespace)
+    name = api.create(f"{T}.sleep", 120)
+    api.wait_state(name, "STARTED")
+    wait_running_process(name)
+    api.core.delete_namespaced_pod(only_pod(api, name).metadata.name, namespace)
+    status = finished(api, name)
+    assert (status["state"], status["reason"]) == ("FAILURE", "PodDeleted"), status
+    assert status["attempts"] == 1 and status["startedAt"]
+
+
+def test_a_failed_attempt_keeps_its_log_tail_and_error(operator, namespace, api):
+    operator(namespace)
+    name = api.create(f"{T}.fail", "boom")
+    status = finished(api, name)
+    assert (status["state"], status["reason"]) == ("FAILURE", "TaskRaised")
+    last = status["lastAttempt"]
+    assert last["reason"] == "TaskRaised" and last["exitCode"] == 1
+    assert last["error"]["type"] == "ValueError" and last["error"]["message"] == "boom"
+    assert "raised ValueError" in last["logTail"] and len(last["logTail"].encode()) <= 2048
+    assert status["message"].startswith("ValueError: boom")
+
+
+def test_deadline_exceeded_keeps_the_last_attempts_exception(operator, namespace, api):
+    operator(namespace)
+    # Fails at once on every attempt; the Job retries after 10 s, 20 s, ...: the 15 s
+    # deadline passes while it waits for the third attempt.
+    name = api.create(f"{T}.fail", "boom", retries=5, timeoutSeconds=15)
+    status = finished(api, name, timeout=120)
+    assert (status["state"], status["reason"]) == ("FAILURE", "DeadlineExceeded"), status
+    assert status["error"]["type"] == "ValueError"
+    assert status["error"]["message"] == "boom"
+    assert "ValueError" in status["error"]["traceback"]
+    succeeded = condition(api.get(name), "Succeeded")
+    assert "timeoutSeconds=15" in succeeded["message"] and "ValueError: boom" in succeeded["message"]
+    assert status["attempts"] >= 2
+
+
+@pytest.mark.parametrize("task", ["venv.__main__.main", "unittest.__main__.main"])
+def test_a_module_that_exits_on_import_could_not_load_and_is_not_retried(operator, namespace, api, task):
+    operator(namespace)
+    name = api.create(task, retries=2)
+    status = finished(api, name)
+    assert (status["state"], status["reason"]) == ("FAILURE", "CouldNotLoad"), status
+    assert "SystemExit" in status["error"]["message"]
+    assert status["attempts"] == 1
+    assert len(api.pods(name)) == 1
+
+
+def test_unschedulable_stays_pending_with_the_schedulers_message(operator, namespace, api, cluster):
+    operator(namespace)
+    name = api.create(f"{T}.add", 1, 2, resources={"requests": {"memory": HUGE}})
+    task = api.wait(name, lambda o: ((o or {}).get("status") or {}).get("reason") == "Unschedulable", 60,
+                    "reason Unschedulable")
+    assert task["status"]["state"] == "PENDING"
+    assert "Insufficient memory" in task["status"]["message"]
+    wide = cluster.kubectl("get", "lt", name, "-n", namespace, "-o", "wide").stdout
+    assert "Unschedulable" in wide and "Insufficient memory" in wide
+    time.sleep(3)
+    assert api.get(name)["status"]["state"] == "PENDING"
+
+
+def test_an_image_that_cannot_be_pulled_fails_after_the_bounded_wait(operator, namespace, api):
+    timeout = 20
+    operator(namespace, CONTAINER_START_TIMEOUT_SECONDS=timeout)
+    with node_without_agent(api.core) as node:
+        name = api.create(f"{T}.add", 1, 2, resources={"requests": {"memory": HUGE}})
+        pod = bound_task_pod(api, name, node)
+        message = 'failed to pull image "registry.invalid/tasks:missing": not found'
+        kubelet_reports(api.core, namespace, pod, "Pending",
+                        {"waiting": {"reason": "ErrImagePull", "message": message}})
+        pending = api.wait(name, lambda o: ((o or {}).get("status") or {}).get("reason") == "ErrImagePull", timeout,
+                           "reason ErrImagePull")
+        assert pending["status"]["state"] == "PENDING" and message in pending["status"]["message"]
+        created = api.core.read_namespaced_pod(pod, namespace).metadata.creation_timestamp
+        status = finished(api, name, timeout=90)
+        assert (status["state"], status["reason"]) == ("FAILURE", "ErrImagePull"), status
+        assert message in status["error"]["message"] and f"{timeout}s" in status["error"]["message"]
+        assert status["attempts"] == 0
+        # On time (the operator looks again when the wait runs out), not at a later resync.
+        waited = (datetime.datetime.fromisoformat(status["finishedAt"].replace("Z", "+00:00")) - created)
+        assert timeout <= waited.total_seconds() < timeout + 15, waited
+        # The Job must not start the failed task if the image shows up later.
+        wait_for("the Job's deletion", lambda: not api.jobs(name), 30)
+
+
+def test_an_oom_killed_task_names_its_memory_limit(operator, namespace, api):
+    operator(namespace)
+    with node_without_agent(api.core) as node:
+        name = api.create(f"{T}.add", 1, 2, resources={"requests": {"memory": HUGE}, "limits": {"memory": HUGE}})
+        pod = bound_task_pod(api, name, node)
+        start = now()
+        kubelet_reports(api.core, namespace, pod, "Running", {"running": {"startedAt": start}}, started=True)
+        api.wait_state(name, "STARTED", timeout=30)
+        kubelet_reports(api.core, namespace, pod, "Failed", {"terminated": {
+            "exitCode": 137, "reason": "OOMKilled", "startedAt": start, "finishedAt": now()}})
+        status = finished(api, name, timeout=60)
+    assert (status["state"], status["reason"]) == ("FAILURE", "OOMKilled"), status
+    assert f"memory limit of {HUGE}" in status["error"]["message"]
+    assert status["attempts"] == 1 and status["startedAt"]
+
+
+def test_a_lost_node_says_node_lost(operator, namespace, api):
+    operator(namespace)
+    with node_without_agent(api.core) as node:
+        name = api.create(f"{T}.add", 1, 2, resources={"requests": {"memory": HUGE}})
+        pod = bound_task_pod(api, name, node)
+        kubelet_reports(api.core, namespace, pod, "Running", {"running": {"startedAt": now()}}, started=True)
+        api.wait_state(name, "STARTED", timeout=30)
+        # The node goes away; the pod garbage collector fails its pods (DisruptionTarget
+        # DeletionByPodGC) and removes them, after its quarantine (40 s + its 20 s period).
+        api.core.delete_node(node)
+        status = finished(api, name, timeout=150)
+    assert (status["state"], status["reason"]) == ("FAILURE", "NodeLost"), status
+    assert status["attempts"] == 1 and status["startedAt"]
+    assert status["lastAttempt"]["pod"] == pod
