@@ -179,3 +179,45 @@ def test_status_changes_writes_nothing_when_nothing_changed():
     assert status_changes(current, {"lastScheduleTime": "a", "nextScheduleTime": "b", "active": []}) == ({}, [])
     assert status_changes(current, {"nextScheduleTime": None, "active": ["x"], "lastSuccessfulTime": None}) == \
         ({"active": ["x"]}, ["nextScheduleTime"])
+
+
+# ------------------------------------------------------------------ example 04 (pure parts)
+
+
+def _example():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "examples" / "04-nightly-report" / "report_failures.py"
+    spec = importlib.util.spec_from_file_location("report_failures_unit", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["report_failures_unit"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _event(task_id, state="FAILURE", message_id="m-1"):
+    from lime_task.events import TaskEvent
+
+    return TaskEvent(task_id=task_id, task_name="sample_tasks.tasks.fail", app="reports", state=state,
+                     reason="TaskRaised", attempts=2, message_id=message_id,
+                     error={"type": "ValueError", "message": "no data\nsecond line"})
+
+
+def test_example_04_mails_failed_runs_of_its_schedule_once_and_nothing_else():
+    example = _example()
+    mails: list[str] = []
+    mailer = example.RunFailureMailer("nightly-report", send=mails.append, recipient="r@example.com")
+    mailer(_event("nightly-report-29934810"))
+    mailer(_event("nightly-report-29934810"))  # redelivered: same message id
+    mailer(_event("nightly-report-manual-bc2d4", message_id="m-2"))
+    mailer(_event("nightly-report-eu-29934810", message_id="m-3"))  # another schedule
+    mailer(_event("3f1c0e9a-hand-sent", message_id="m-4"))  # sent by hand
+    mailer(_event("nightly-report-29934811", state="SUCCESS", message_id="m-5"))
+    assert mails == [
+        "To: r@example.com | Subject: schedule nightly-report: run nightly-report-29934810 failed "
+        "(reason TaskRaised, attempts 2): ValueError: no data",
+        "To: r@example.com | Subject: schedule nightly-report: run nightly-report-manual-bc2d4 failed "
+        "(reason TaskRaised, attempts 2): ValueError: no data",
+    ]
