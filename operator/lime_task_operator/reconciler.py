@@ -284,6 +284,10 @@ class Reconciler:
             recorded = (task.get("status") or {}).get("lastAttempt") or {}
             if recorded.get("pod") == pod and recorded.get("logTail"):
                 return pods, None  # keep the tail read earlier (e.g. while it was being evicted)
+            if error.status == 400:
+                # "container ... is waiting to start": the pod's status lags its container
+                # (kubelet reports the end a moment later). Read again on the next pass.
+                return pods, None
             text = f"(the log of pod {pod} could not be read: {error})\n"
         return pods, (pod, text)
 
