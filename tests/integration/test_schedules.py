@@ -196,15 +196,15 @@ def test_runs_start_on_time_once_per_due_time_across_an_operator_sigkill(operato
     assert max(gaps) >= 180, gaps
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_forbid_never_runs_two_at_once(operator, schedules, namespace):
     anchor = time.time()
     fast_operator(operator, namespace, anchor)
     # Each run sleeps ~2.5 virtual minutes; the deadline lets an owed run start late.
-    schedules.create("forbid", task=f"{T}.sleep", args=(7.5,), concurrencyPolicy="Forbid",
+    schedules.create("forbid", task=f"{T}.sleep", args=(6,), concurrencyPolicy="Forbid",
                      startingDeadlineSeconds=90, successfulTasksHistoryLimit=100)
     schedules.wait_for("two finished runs",
-                       lambda: len([t for t in schedules.tasks("forbid") if state(t) == "SUCCESS"]) >= 2, 120)
+                       lambda: len([t for t in schedules.tasks("forbid") if state(t) == "SUCCESS"]) >= 2, 180)
     tasks = schedules.tasks("forbid")
     spans = sorted((schedule.parse_time(t["metadata"]["creationTimestamp"]),
                     schedule.parse_time((t.get("status") or {}).get("finishedAt")) or datetime.max.replace(
@@ -296,7 +296,7 @@ def load_example():
     return module
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_04_the_failure_event_of_a_scheduled_run_reaches_its_consumer(operator, schedules, namespace, cluster,
                                                                       broker, api):
     example = load_example()
@@ -314,7 +314,7 @@ def test_04_the_failure_event_of_a_scheduled_run_reaches_its_consumer(operator, 
     manifest["spec"]["taskTemplate"]["retries"] = 0
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
     run = schedules.wait_for("a failed run", lambda: [t for t in schedules.tasks("nightly-report")
-                                                      if state(t) == "FAILURE"], 60)[0]["metadata"]["name"]
+                                                      if state(t) == "FAILURE"], 150)[0]["metadata"]["name"]
     api.wait_state(stray, "FAILURE", timeout=60)
 
     mails: list[str] = []
