@@ -158,3 +158,25 @@ def test_tasks_of_an_earlier_schedule_with_the_same_name_are_not_counted():
     ctl = controller(kube, T0 + timedelta(seconds=3))
     run(ctl, schedule_body(concurrencyPolicy="Forbid"), [("another-uid", stale)])
     assert schedule.task_name("every", T0) in kube.tasks  # Forbid did not see the stale task
+
+
+def test_task_deliveries_follow_their_schedule_and_nudge_it():
+    kube = FakeKube()
+    ctl = controller(kube, T0)
+    body = schedule_body()
+    task = task_for_run(body, "every-1", T0)
+    task["metadata"].update(uid="t-uid", creationTimestamp="2026-05-04T12:00:00Z")
+    task["status"] = {"state": "SUCCESS", "finishedAt": "2026-05-04T12:00:05Z",
+                      "conditions": [{"type": "EventPublished", "status": "False", "reason": "EventsDisabled"}]}
+
+    async def go():
+        ctl._schedules[KEY] = body
+        owner, view = ctl._reduce_task(task)
+        assert owner == KEY and view[0] == "s-uid" and view[1].finished_ok and view[1].settled
+        ctl._on_task("ADDED", ("ns", "every-1"), owner, view)
+        assert [t.name for t in ctl.owned(KEY, "s-uid")] == ["every-1"]
+        assert ctl.queue._queued == {KEY}  # nudged
+        ctl._on_task("DELETED", ("ns", "every-1"), None, None)
+        assert ctl.owned(KEY, "s-uid") == []
+        assert ctl._reduce_task({"metadata": {"name": "x", "namespace": "ns", "labels": {}}}) is None
+    asyncio.run(go())
