@@ -39,12 +39,18 @@ class Cache:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def put_task(self, key: Key, view: dict[str, Any]) -> None:
+    def put_task(self, key: Key, view: dict[str, Any]) -> bool:
+        """Keep a task's view; False when it equals the one kept (the watch delivering our
+        own write after the write-through put it here), so nobody decides on it again."""
+        previous = self._tasks.get(key)
         self._tasks[key] = view
+        if previous == view:
+            return False
         if views.is_compact(view):
             for kind in (JOBS, PODS):
                 for child in list(self._children[kind].get(key, {})):
                     self.drop_child(kind, child)
+        return True
 
     def drop_task(self, key: Key) -> None:
         self._tasks.pop(key, None)
@@ -52,8 +58,9 @@ class Cache:
     # ------------------------------------------------------------ Jobs and pods
 
     def put_child(self, kind: str, key: Key, owner: Key, view: dict[str, Any]) -> bool:
-        """Keep a Job or pod under its task; False (and nothing kept) when the task is
-        known to be finished for good."""
+        """Keep a Job or pod under its task; False when nothing that decisions read changed
+        (the same view but for its resourceVersion: most of a pod's updates), or nothing is
+        kept because the task is finished for good."""
         previous = self._owner[kind].get(key)
         if previous is not None and previous != owner:
             self.drop_child(kind, key)
@@ -62,8 +69,10 @@ class Cache:
             self.drop_child(kind, key)
             return False
         self._owner[kind][key] = owner
-        self._children[kind].setdefault(owner, {})[key] = view
-        return True
+        group = self._children[kind].setdefault(owner, {})
+        before = group.get(key)
+        group[key] = view
+        return before is None or _without_version(before) != _without_version(view)
 
     def drop_child(self, kind: str, key: Key) -> Optional[Key]:
         owner = self._owner[kind].pop(key, None)
@@ -104,3 +113,8 @@ class Cache:
 
     def __iter__(self) -> Iterator[Key]:
         return iter(list(self._tasks))
+
+
+def _without_version(view: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in (view.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**view, "metadata": metadata}

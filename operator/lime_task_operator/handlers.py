@@ -81,8 +81,8 @@ class Wiring:
     def _on_task(self, kind: str, key: Any, owner: Any, view: Any) -> None:
         if kind == "DELETED":
             self.cache.drop_task(key)
-        else:
-            self.cache.put_task(key, view)
+        elif not self.cache.put_task(key, view):
+            return  # our own write, already decided on (write-through)
         self.reconciler.on_task_event(kind, key, view)
 
     def _on_child(self, child_kind: str):

@@ -473,7 +473,11 @@ class Reconciler:
         known = str(cached["metadata"].get("resourceVersion") or "")
         if known.isdigit() and int(known) >= int(version):
             return
-        self.cache.put_task(key, views.task_view(body, self.config.events_enabled))
+        view = views.task_view(body, self.config.events_enabled)
+        if self.cache.put_task(key, view):
+            # What the watch event of this write would do; that event, when it comes,
+            # finds the same view and is dropped (handlers.Wiring).
+            self.on_task_event("MODIFIED", key, view)
 
     # ------------------------------------------------------------ after the end
 

@@ -11,7 +11,10 @@ KIND = "LimeTask"
 PLURAL = "limetasks"
 SINGULAR = "limetask"
 SHORT_NAME = "lt"
-CATEGORY = "limetask"
+# Not "limetask": kubectl resolves a category before a singular name, so with two kinds
+# in a category named like the LimeTask singular, `kubectl get limetask NAME` failed
+# ("you must specify only one resource"). `kubectl get lime` lists tasks and schedules.
+CATEGORY = "lime"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
 LABEL_APP = f"{GROUP}/app"

@@ -74,7 +74,7 @@ def test_depth():
     assert views.depth(json.loads("[" * 50 + "]" * 50), 10) == 11  # gives up past the limit
 
 
-def test_pod_view_drops_the_termination_message_and_keeps_the_verdict_fields():
+def test_pod_view_keeps_the_verdict_fields_and_not_the_spec():
     pod = {"metadata": {"name": "p", "namespace": "ns", "annotations": {views.ANNOTATION_TASK_NAME: "t1"}},
            "spec": {"containers": [{"name": "task", "env": [{"name": "LIME_TASK", "value": "x" * 9000}]}]},
            "status": {"phase": "Failed", "reason": "Evicted", "message": "low on memory",
@@ -83,7 +83,7 @@ def test_pod_view_drops_the_termination_message_and_keeps_the_verdict_fields():
                           "exitCode": 137, "reason": "OOMKilled", "message": "y" * 4000}}}]}}
     view = views.pod_view(pod)
     terminated = view["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert terminated == {"exitCode": 137, "reason": "OOMKilled"}
+    assert terminated == {"exitCode": 137, "reason": "OOMKilled", "message": "y" * 4000}
     assert view["status"]["conditions"][0]["reason"] == "EvictionByEvictionAPI"
     assert "spec" not in view
     assert views.task_key_of_child(pod) == ("ns", "t1")
