@@ -45,9 +45,9 @@ from lime_task_operator.settings import Settings
 
 def apiserver_requests(api_client) -> dict[tuple[str, str, str, str], float]:
     """apiserver_request_total by (resource, subresource, verb, code), from /metrics."""
-    response = api_client.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                                   response_type="str")
-    data = response[0].data.decode() if isinstance(response, tuple) else response.data.decode()
+    method, url, headers, body, _ = api_client.param_serialize(
+        method="GET", resource_path="/metrics", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"])
+    data = api_client.call_api(method, url, header_params=headers).read().decode()
     counts: dict[tuple[str, str, str, str], float] = {}
     for line in data.splitlines():
         if not line.startswith("apiserver_request_total{"):
