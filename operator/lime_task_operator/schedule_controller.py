@@ -215,10 +215,15 @@ class ScheduleController:
             log.warning("schedule %s/%s: the API server refused task %s: %s", namespace, name,
                         decision.create_name, error.message)
             metadata = body["metadata"]
-            return schedule.plan(name, body["spec"], body["status"],
-                                 schedule.parse_time(metadata.get("creationTimestamp")) or now,
-                                 metadata.get("generation"), tasks, now,
-                                 f"the API server refused the task {decision.create_name}: {error.message}")
+            refused = schedule.plan(name, body["spec"], body["status"],
+                                    schedule.parse_time(metadata.get("creationTimestamp")) or now,
+                                    metadata.get("generation"), tasks, now,
+                                    f"the API server refused the task {decision.create_name}: {error.message}")
+            # Try again at the next due time: what refused it (a webhook, a policy) may
+            # have changed by then, and a change of the schedule brings a pass anyway.
+            refused.requeue_after = decision.requeue_after
+            refused.prune = decision.prune
+            return refused
         if _owner_uid(task) != body["metadata"]["uid"]:
             # Someone else's task has the run's name: the run cannot have it. Recorded, and
             # lastScheduleTime moves on (else every pass would try again).

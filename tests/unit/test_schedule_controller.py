@@ -78,6 +78,8 @@ def run(ctl, body, tasks=()):
             ctl._tasks.setdefault(KEY, {})[task.name] = (owner_uid, task)
         await ctl.reconcile(KEY)
         await asyncio.sleep(0)  # let fire-and-forget Event posts run
+        timer = ctl.queue._timers.get(KEY)
+        ctl.timer_after = timer.when() - asyncio.get_running_loop().time() if timer else None
         ctl.queue.forget(KEY)
     asyncio.run(go())
 
@@ -136,6 +138,8 @@ def test_a_task_the_api_server_refuses_turns_ready_false():
     assert ready["status"] == "False" and ready["reason"] == "InvalidTemplate"
     assert "no tasks on Mondays" in ready["message"]
     assert "/status/lastScheduleTime" not in ops  # the run is not marked as started
+    # ... and tried again at the next due time (12:05), not never.
+    assert 290 < ctl.timer_after <= 297.1
 
 
 def test_replace_deletes_the_unfinished_task_before_creating():
