@@ -341,3 +341,28 @@ def test_never_two_tasks_for_one_due_time_and_only_due_times(expression, policy,
             tasks = {n: task(n, "SUCCESS", t.scheduled, now) if t.active else t for n, t in tasks.items()}
     assert len(created) == len(set(created))
     assert created == sorted(created)
+
+
+CRON_FIELD = st.text(alphabet="0123456789*/,-#LW?MONTUEJANSUFRI", min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.lists(CRON_FIELD, min_size=1, max_size=7),
+       zone=st.sampled_from([None, "UTC", "Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe", "Nope/Zone"]))
+def test_any_expression_is_parsed_or_refused_with_invalid_schedule(fields, zone):
+    """Whatever the API server's shape rule lets through (and more), the operator either
+    reads it or refuses it as InvalidSchedule naming the problem, never another error;
+    a readable one gives due times after and at-or-before a moment, in order."""
+    import time as clock
+
+    started = clock.monotonic()
+    try:
+        cron = s.parse_cron(" ".join(fields), zone)
+    except s.InvalidSchedule as error:
+        assert str(error) and error.reason in ("InvalidSchedule", "InvalidTimeZone")
+        return
+    finally:
+        assert clock.monotonic() - started < 2.0
+    nxt, prev = cron.after(T0), cron.latest_at_or_before(T0)
+    assert nxt is None or nxt > T0
+    assert prev is None or prev <= T0
