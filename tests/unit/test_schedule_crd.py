@@ -54,7 +54,7 @@ def test_names_and_category_match_limetask(crd):
     # "lime", shared with LimeTask (`kubectl get lime` lists both). Not "limetask": kubectl
     # resolves a category before a singular name, so a category named like LimeTask's
     # singular made `kubectl get limetask NAME` ambiguous once two kinds were in it.
-    assert names["categories"] == ["lime"]
+    assert names["categories"] == task_names["categories"] == [constants.CATEGORY] == ["lime"]
     assert not set(names["categories"]) & {names["singular"], task_names["singular"]}
 
 
