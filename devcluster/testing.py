@@ -84,16 +84,22 @@ class Cluster:
         The host-process node ignores images: placeholders, and the task packages on
         PYTHONPATH. Merge a test's own values over these with ``merge_values``.
         """
+        # The local cluster's operator pods share the host's network (host-process node, or
+        # hostNetwork on the kubelet node, where the scheduler also treats their container
+        # ports as host ports): every listening port must be one nobody else uses.
+        ports = ({"operator": {"healthPort": free_loopback_port()}, "metrics": {"port": free_loopback_port()}}
+                 if self.local else {})
         if not self.containers:
-            return {"operator": {"defaultImage": "lime-task-runner:dev",
-                                 "extraEnv": {"PYTHONPATH": f"{REPO_ROOT / 'examples'}:{REPO_ROOT}"}}}
+            return merge_values(ports, {"operator": {
+                "defaultImage": "lime-task-runner:dev",
+                "extraEnv": {"PYTHONPATH": f"{REPO_ROOT / 'examples'}:{REPO_ROOT}"}}})
         repository, _, tag = self.images["operator"].rpartition(":")
         values: dict = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
                         "operator": {"defaultImage": self.images["tasks"]}}
         if self.local:
             values["env"] = [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
                              {"name": "KUBERNETES_SERVICE_PORT", "value": str(self.cfg.apiserver_port)}]
-        return values
+        return merge_values(ports, values)
 
     def adapt_operator(self, namespace: str, deployment: str) -> None:
         """On the local kubelet node, move the chart's operator pod into the host's network:

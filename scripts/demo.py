@@ -61,6 +61,8 @@ def kubelet_node_values(cfg: ClusterConfig) -> dict:
     return {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "operator": {"defaultImage": images["tasks"], "healthPort": health_port(cfg)},
+        # Host network: the metrics port moves with the cluster's ports, like the health port.
+        "metrics": {"port": health_port(cfg) + 1010},
         "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
                 {"name": "KUBERNETES_SERVICE_PORT", "value": str(cfg.apiserver_port)}],
     }

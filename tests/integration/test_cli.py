@@ -16,16 +16,15 @@ import uuid
 import pytest
 from kubernetes import client
 
+from devcluster.testing import free_loopback_port, merge_values
 from lime_task.constants import GROUP, PLURAL, VERSION
 
 from ._api_helpers import service_account_token, start_api
 from .chart_support import (
-    ROOT,
     get_json,
     helm_install,
     helm_uninstall,
     run_cli,
-    service_account_kubeconfig,
     wait_for,
 )
 
@@ -244,41 +243,26 @@ def test_events_without_a_broker_url_says_how_to_give_one(cluster):
 
 # -- with an operator deployed by the chart --------------------------------------------
 
-PRINTING_TASKS = '''
-from lime_task import task
-
-
-@task
-def chatty(app, lines):
-    for number in range(lines):
-        print(f"line {number} from {app.name}", flush=True)
-    return {"printed": lines}
-'''
 
 
 @pytest.fixture(scope="module")
-def chart_operator(cluster, crd, broker, tmp_path_factory):
-    """A namespace watched by an operator that the chart deployed, with the example
-    tasks and a printing task importable in task pods. Yields the namespace."""
-    tasks_dir = tmp_path_factory.mktemp("cli-tasks")
-    (tasks_dir / "cli_tasks.py").write_text(PRINTING_TASKS)
+def chart_operator(cluster, crd, broker):
+    """A namespace watched by an operator that the chart deployed, logged in with its
+    ServiceAccount's token (in-cluster config), with the example tasks and
+    tests.integration.cli_tasks importable in task pods (the node's tasks image, or
+    PYTHONPATH on the host-process node). Yields the namespace."""
     namespace = f"lt-cli-{uuid.uuid4().hex[:6]}"
     release = f"lt-{uuid.uuid4().hex[:8]}"
-    kubeconfig = tasks_dir / "operator.kubeconfig"
     cluster.kubectl("create", "namespace", namespace)
     try:
-        helm_install(
-            cluster, release, namespace,
-            {
-                "watchNamespaces": [namespace],
-                "broker": {"url": broker.url},
-                "env": [{"name": "KUBECONFIG", "value": str(kubeconfig)}],
-                "operator": {"defaultImage": "lime-task-runner:dev",
-                             "extraEnv": {"PYTHONPATH": f"{ROOT / 'examples'}:{tasks_dir}"}},
-            },
-        )
-        service_account_kubeconfig(cluster, namespace, f"{release}-lime-task", kubeconfig)
-        cluster.kubectl("delete", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "--wait=false")
+        helm_install(cluster, release, namespace, merge_values(cluster.operator_chart_values(), {
+            "watchNamespaces": [namespace],
+            "broker": {"url": broker.url},
+            # The operator pod may share the host's network: a port no other release uses.
+            "operator": {"healthPort": free_loopback_port()},
+        }))
+        cluster.adapt_operator(namespace, f"{release}-lime-task")
+        cluster.kubectl("rollout", "status", f"deployment/{release}-lime-task", "-n", namespace, "--timeout=120s")
         yield namespace
     finally:
         helm_uninstall(cluster, release, namespace)
@@ -304,7 +288,7 @@ def test_send_wait_on_a_task_that_raises_exits_1_with_its_error(cluster, chart_o
 
 
 def test_logs_show_what_the_task_printed(cluster, chart_operator):
-    done = run_cli(cluster, "send", "cli_tasks.chatty", "--app", "cli-app", "3",
+    done = run_cli(cluster, "send", "tests.integration.cli_tasks.chatty", "--app", "cli-app", "3",
                    "-n", chart_operator, "--wait", "--wait-timeout", "150", "-o", "json", timeout=180)
     assert done.returncode == 0, done.stderr
     task_id = json.loads(done.stdout)["id"]

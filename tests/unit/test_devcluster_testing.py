@@ -43,7 +43,9 @@ def kubelet_cluster(tmp_path: Path) -> testing.Cluster:
 def test_chart_values_on_the_kubelet_node_use_the_images_and_the_loopback_api(tmp_path):
     values = kubelet_cluster(tmp_path).operator_chart_values()
     assert values["image"] == {"repository": "localhost/lime-task-operator", "tag": "abc", "pullPolicy": "Never"}
-    assert values["operator"] == {"defaultImage": "localhost/lime-task-tasks:def"}
+    assert values["operator"]["defaultImage"] == "localhost/lime-task-tasks:def"
+    # Host network: the health and metrics ports are free ones, not the chart's defaults.
+    assert values["operator"]["healthPort"] != 8080 and values["metrics"]["port"] != 9090
     assert {"name": "KUBERNETES_SERVICE_PORT", "value": "17443"} in values["env"]
 
 
