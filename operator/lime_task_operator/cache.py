@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional
 
 from . import views
+from .views import JobView, PodView, TaskView
 
 Key = tuple[str, str]
 JOBS = "jobs"
@@ -19,19 +20,19 @@ PODS = "pods"
 
 class Cache:
     def __init__(self) -> None:
-        self._tasks: dict[Key, dict[str, Any]] = {}
+        self._tasks: dict[Key, TaskView] = {}
         self._children: dict[str, dict[Key, dict[Key, dict[str, Any]]]] = {JOBS: {}, PODS: {}}
         self._owner: dict[str, dict[Key, Key]] = {JOBS: {}, PODS: {}}
 
     # ------------------------------------------------------------ tasks
 
-    def task(self, key: Key) -> Optional[dict[str, Any]]:
+    def task(self, key: Key) -> Optional[TaskView]:
         return self._tasks.get(key)
 
     def task_keys(self) -> list[Key]:
         return list(self._tasks)
 
-    def task_views(self) -> list[dict[str, Any]]:
+    def task_views(self) -> list[TaskView]:
         """A snapshot of every task view (list() of a dict runs under the GIL in one C
         call, so the metrics thread may take it while the event loop mutates the cache)."""
         return list(self._tasks.values())
@@ -39,7 +40,7 @@ class Cache:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def put_task(self, key: Key, view: dict[str, Any]) -> bool:
+    def put_task(self, key: Key, view: TaskView) -> bool:
         """Keep a task's view; False when it equals the one kept (the watch delivering our
         own write after the write-through put it here), so nobody decides on it again."""
         previous = self._tasks.get(key)
@@ -57,7 +58,7 @@ class Cache:
 
     # ------------------------------------------------------------ Jobs and pods
 
-    def put_child(self, kind: str, key: Key, owner: Key, view: dict[str, Any]) -> bool:
+    def put_child(self, kind: str, key: Key, owner: Key, view: JobView | PodView) -> bool:
         """Keep a Job or pod under its task; False when nothing that decisions read changed
         (the same view but for its resourceVersion: most of a pod's updates), or nothing is
         kept because the task is finished for good."""
@@ -84,7 +85,7 @@ class Cache:
                     del self._children[kind][owner]
         return owner
 
-    def job(self, task: Key) -> Optional[dict[str, Any]]:
+    def job(self, task: Key) -> Optional[JobView]:
         for view in self._children[JOBS].get(task, {}).values():
             return view
         return None
@@ -92,7 +93,7 @@ class Cache:
     def has_job(self, task: Key) -> bool:
         return bool(self._children[JOBS].get(task))
 
-    def pods(self, task: Key) -> list[dict[str, Any]]:
+    def pods(self, task: Key) -> list[PodView]:
         return list(self._children[PODS].get(task, {}).values())
 
     def prune(self) -> int:

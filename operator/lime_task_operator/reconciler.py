@@ -2,7 +2,7 @@
 
 Level-based: each pass reads the latest known task, Job and pods (kopf's indexes, fed
 by the watches), asks the pure modules what should change (jobs.py, status.py,
-queue.py) and applies it through kube.py. Nothing depends on having seen a particular
+admission.py) and applies it through kube.py. Nothing depends on having seen a particular
 event, so an operator killed at any moment and started again picks every task up
 from the initial listing and finishes it:
 
@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Optional
 from lime_task import events as task_events
 from lime_task.constants import TERMINAL_STATES
 
-from . import jobs, kube as kube_module, logtail, metrics, queue, status, views
+from . import admission, jobs, kube as kube_module, logtail, metrics, status, views
 from .cache import Cache
 from .kube import Kube, KubeError, QuotaExceeded
 from .settings import Settings
@@ -161,13 +161,13 @@ class Reconciler:
 
     # ------------------------------------------------------------ index access
 
-    def _task(self, key: Key) -> Optional[dict[str, Any]]:
+    def _task(self, key: Key) -> Optional[views.TaskView]:
         return self.cache.task(key)
 
-    def _job(self, key: Key) -> Optional[dict[str, Any]]:
+    def _job(self, key: Key) -> Optional[views.JobView]:
         return self.cache.job(key)
 
-    def _task_pods(self, key: Key) -> list[dict[str, Any]]:
+    def _task_pods(self, key: Key) -> list[views.PodView]:
         return self.cache.pods(key)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -175,7 +175,7 @@ class Reconciler:
 
     # ------------------------------------------------------------ admission
 
-    def _entries(self) -> list[queue.Entry]:
+    def _entries(self) -> list[admission.Entry]:
         entries = []
         for key in self.cache.task_keys():
             task = self._task(key)
@@ -183,7 +183,7 @@ class Reconciler:
                 continue
             has_job = key in self._launched or self.cache.has_job(key) or bool(task["status"].get("jobName"))
             entries.append(
-                queue.Entry(
+                admission.Entry(
                     key=key,
                     app=(task.get("spec") or {}).get("app") or "",
                     order=self._order.get(key) or (task["metadata"].get("creationTimestamp") or "", 2, 0, key[1]),
@@ -194,7 +194,7 @@ class Reconciler:
         return entries
 
     def _admitted(self) -> list[Key]:
-        return queue.admit(self._entries(), self.config.max_running, self.config.max_running_per_app)
+        return admission.admit(self._entries(), self.config.max_running, self.config.max_running_per_app)
 
     def _reserve(self, key: Key) -> bool:
         """Take a running slot for `key` if admission allows it now.
@@ -328,7 +328,7 @@ class Reconciler:
             await self._apply(key, task, status.invalid(task, str(error), now))
             return
         if not self._reserve(key):
-            message = queue.queue_message(self.config.max_running, self.config.max_running_per_app,
+            message = admission.queue_message(self.config.max_running, self.config.max_running_per_app,
                                           task["spec"].get("app", ""))
             await self._apply(key, task, status.queued(task, message, now))
             return

@@ -24,7 +24,7 @@ Each view is a plain dict detached from the parsed body, safe to read from any w
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, TypedDict
 
 from lime_task.constants import LABEL_TASK_ID, TERMINAL_STATES
 
@@ -33,6 +33,54 @@ from .jobs import ANNOTATION_TASK_NAME
 
 # Key = (namespace, name)
 Key = tuple[str, str]
+
+
+class MetadataView(TypedDict, total=False):
+    """The metadata kept of any object (no labels, annotations or managedFields)."""
+
+    name: str
+    namespace: str
+    uid: str
+    resourceVersion: str
+    generation: int
+    creationTimestamp: str
+    deletionTimestamp: str
+    ownerReferences: list[dict[str, Any]]  # Jobs only
+
+
+class TaskView(TypedDict, total=False):
+    """A LimeTask as kept: `spec`/`status` in the API's camelCase; `compact` (finished and
+    settled: only the TTL's fields), `invalid` (why it can never run), `argumentsOmitted`
+    (args/kwargs not kept: read the task before building its Job)."""
+
+    metadata: MetadataView
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    compact: bool
+    invalid: str
+    argumentsOmitted: bool
+
+
+class JobView(TypedDict):
+    """A Job of ours as kept: metadata with owner references, and the whole Job status."""
+
+    metadata: MetadataView
+    status: dict[str, Any]
+
+
+class PodStatusView(TypedDict, total=False):
+    phase: Optional[str]
+    reason: Optional[str]
+    message: Optional[str]
+    conditions: list[dict[str, Any]]  # type, status, reason, message
+    containerStatuses: list[dict[str, Any]]  # name, state, lastState, restartCount
+
+
+class PodView(TypedDict):
+    """A pod of ours as kept: metadata and the status fields the verdict reads."""
+
+    metadata: MetadataView
+    status: PodStatusView
 
 # A marker key on compact views: nothing may build a status patch from them.
 COMPACT = "compact"
@@ -48,7 +96,7 @@ _META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationT
 _SPEC_SMALL = ("task", "app", "timeoutSeconds", "retries", "image", "resources", "ttlSecondsAfterFinished")
 
 
-def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
+def _metadata(body: Mapping[str, Any]) -> MetadataView:
     metadata = body.get("metadata") or {}
     return {key: metadata[key] for key in _META if metadata.get(key) is not None}
 
@@ -86,7 +134,7 @@ def event_settled(status: Mapping[str, Any], events_enabled: bool) -> bool:
     return False
 
 
-def task_view(body: Mapping[str, Any], events_enabled: bool = True) -> dict[str, Any]:
+def task_view(body: Mapping[str, Any], events_enabled: bool = True) -> TaskView:
     """The view of a LimeTask (see the module docstring for what each kind keeps)."""
     spec = body.get("spec") or {}
     status = dict(body.get("status") or {})
@@ -128,7 +176,7 @@ def task_key_of_child(body: Mapping[str, Any]) -> Optional[Key]:
     return (metadata.get("namespace") or "", name)
 
 
-def job_view(body: Mapping[str, Any]) -> dict[str, Any]:
+def job_view(body: Mapping[str, Any]) -> JobView:
     metadata = _metadata(body)
     metadata["ownerReferences"] = list((body.get("metadata") or {}).get("ownerReferences") or [])
     return {"metadata": metadata, "status": dict(body.get("status") or {})}
@@ -142,7 +190,7 @@ def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def pod_view(body: Mapping[str, Any]) -> dict[str, Any]:
+def pod_view(body: Mapping[str, Any]) -> PodView:
     status = body.get("status") or {}
     return {
         "metadata": _metadata(body),

@@ -1,6 +1,6 @@
 """Admission under MAX_RUNNING / MAX_RUNNING_PER_APP (pure)."""
 
-from lime_task_operator.queue import Entry, admit, queue_message
+from lime_task_operator.admission import Entry, admit, queue_message
 
 
 def waiting(key, app="a", order=None):
