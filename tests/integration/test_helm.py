@@ -137,7 +137,8 @@ def test_install_creates_everything_and_uninstall_removes_it(cluster, crd, names
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["serviceAccountName"] == full
         labels = deployment["metadata"]["labels"]
-        assert labels["helm.sh/chart"] == "lime-task-0.1.0" and labels["app.kubernetes.io/instance"] == release
+        chart_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+        assert labels["helm.sh/chart"] == f"lime-task-{chart_version}" and labels["app.kubernetes.io/instance"] == release
         secret = get_json(cluster, "secret", f"{full}-broker", "-n", namespace)
         assert secret["data"]["url"]  # stored, base64
         assert full in names(get_json(cluster, "serviceaccounts", "-n", namespace)["items"])
