@@ -60,11 +60,13 @@ def ensure_node_packages() -> None:
     """runc and the CNI plugins from Debian, installed when missing (a fresh CI machine)."""
     missing = sorted({pkg for path, pkg in NODE_PACKAGES.items() if not os.path.exists(path)})
     if missing:
+        from .images import ImageBuildError, apt_install
+
         log(f"installing {', '.join(missing)} from Debian")
-        proc = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], stdout=sys.stderr,
-                              env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        if proc.returncode != 0:
-            raise ClusterError(f"apt-get install {' '.join(missing)} failed (exit {proc.returncode})")
+        try:
+            apt_install(missing)
+        except ImageBuildError as exc:
+            raise ClusterError(str(exc)) from None
 
 
 def ensure_credentials(cfg: ClusterConfig) -> None:

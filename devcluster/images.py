@@ -99,8 +99,17 @@ def ensure_tools() -> None:
     missing = [pkg for tool, pkg in DEBIAN_TOOLS.items() if shutil.which(tool) is None]
     if missing:
         log(f"installing {', '.join(missing)} from Debian")
-        _run(["apt-get", "install", "-y", "-qq", *missing], "apt-get install",
-             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        apt_install(missing)
+
+
+def apt_install(packages: list[str]) -> None:
+    """apt-get install; on a fresh machine (no package lists yet) apt-get update first.
+    Raises ImageBuildError with apt's message when it still fails."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+    if subprocess.run(cmd, capture_output=True, text=True, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True, env=env)
+        _run(cmd, "apt-get install", env=env)
 
 
 @contextmanager

@@ -127,3 +127,28 @@ def test_prune_keeps_only_the_current_archives_and_wheelhouse(tmp_path, monkeypa
                                                    "wheels-new"]
     assert calls and calls[0][-2:] == ["rmi", "localhost/lime-task-runner:aaaa"]
     assert images.archive_path(cfg, "localhost/lime-task-runner:bbbb") == d / "runner-bbbb.tar"
+
+
+def test_apt_install_updates_the_package_lists_only_when_install_fails(monkeypatch):
+    from types import SimpleNamespace
+
+    from devcluster import images
+
+    calls = []
+
+    def fake_run(args, **kw):
+        calls.append(args[:2])
+        # The first install fails (no lists on a fresh machine), the second succeeds.
+        failing = args[1] == "install" and sum(c[1] == "install" for c in calls) == 1
+        return SimpleNamespace(returncode=100 if failing else 0, stdout="", stderr="E: Unable to locate package")
+
+    monkeypatch.setattr(images.subprocess, "run", fake_run)
+    images.apt_install(["buildah"])
+    assert calls == [["apt-get", "install"], ["apt-get", "update"], ["apt-get", "install"]]
+
+    calls.clear()
+    monkeypatch.setattr(images.subprocess, "run",
+                        lambda args, **kw: (calls.append(args[:2]), SimpleNamespace(returncode=100, stdout="",
+                                                                                    stderr="E: broken"))[1])
+    with pytest.raises(images.ImageBuildError, match="(?s)apt-get install.*E: broken"):
+        images.apt_install(["buildah"])
