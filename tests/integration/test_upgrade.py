@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pika
 import pytest
+import yaml
 from kubernetes import client
 
 from devcluster import testing
@@ -52,7 +53,7 @@ QUEUED = 5
 
 
 def old_tree(dest: Path) -> Path:
-    """runner/, operator/ and crds/ of OLD_COMMIT extracted into `dest`; fails the test
+    """runner/, operator/, crds/ and charts/ of OLD_COMMIT extracted into `dest`; fails the test
     with what to do when the clone lacks that commit (a shallow clone)."""
     found = subprocess.run(["git", "-C", str(REPO_ROOT), "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"],
                            capture_output=True, text=True)
@@ -62,7 +63,7 @@ def old_tree(dest: Path) -> Path:
         hint = "this clone is shallow: run 'git fetch --unshallow'" if shallow == "true" else found.stderr.strip()
         pytest.fail(f"the upgrade test needs commit {OLD_COMMIT} (release 0.1.0) in the repository's history; {hint}")
     archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", OLD_COMMIT,
-                              "runner", "operator", "crds"], capture_output=True, check=True)
+                              "runner", "operator", "crds", "charts"], capture_output=True, check=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(dest, filter="data")
     return dest
@@ -272,3 +273,56 @@ def test_upgrade_from_0_1_0_with_tasks_in_flight(cluster, crd, broker, namespace
         print(f"----- old operator log -----\n{old.log[-20000:]}")
         print(f"----- new operator log -----\n{new.log[-20000:]}")
         delete_queue(broker.url, queue)
+
+
+def deployment_env(cluster, namespace: str, name: str) -> tuple[dict, dict[str, str]]:
+    deployment = json.loads(cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json").stdout)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return deployment, {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+def test_helm_upgrade_of_a_0_1_0_release_keeps_its_values_and_takes_the_new_defaults(cluster, crd, namespace, tmp_path):
+    """The `helm upgrade` of docs/upgrading.md on a release installed from 0.1.0's chart:
+    the values given at install are kept, values new in 0.2.0 get their defaults."""
+    tree = old_tree(tmp_path / "old")
+    release = f"up-{uuid.uuid4().hex[:6]}"
+    full = f"{release}-lime-task"
+    # Values a platform team sets at install; the nodeSelector matches no node, so the
+    # operator pod stays Pending (this test is about the release, not the operator).
+    installed = ["--set", f"watchNamespaces={{{namespace}}}", "--set", "operator.maxRunning=3",
+                 "--set", "operator.defaultImage=registry.example/tasks:1",
+                 "--set-string", "nodeSelector.limetask\\.dev/no-such-node=true", "--set", "image.tag=0.1.0"]
+    # --skip-crds: the CRDs are cluster-wide and already current on this shared cluster.
+    cluster.helm("install", release, str(tree / "charts" / "lime-task"), "-n", namespace, "--skip-crds", *installed)
+    try:
+        old_deployment, old_env = deployment_env(cluster, namespace, full)
+        assert old_deployment["metadata"]["labels"]["helm.sh/chart"] == "lime-task-0.1.0"
+        assert "LIME_TASK_OPERATOR_KUBE_EVENTS" not in old_env
+
+        # Why docs/upgrading.md says --reset-then-reuse-values: --reuse-values takes the
+        # release's values as they were, without the keys new in 0.2.0, and the templates
+        # that read them fail.
+        reused = cluster.helm("upgrade", release, str(REPO_ROOT / "charts" / "lime-task"), "-n", namespace,
+                              "--reuse-values", "--set", "image.tag=0.2.0", "--dry-run", check=False)
+        assert reused.returncode != 0 and ".Values.metrics" in reused.stderr, reused.stderr
+        cluster.helm("upgrade", release, str(REPO_ROOT / "charts" / "lime-task"), "-n", namespace,
+                     "--reset-then-reuse-values", "--set", "image.tag=0.2.0")
+        deployment, env = deployment_env(cluster, namespace, full)
+        chart = yaml.safe_load((REPO_ROOT / "charts" / "lime-task" / "Chart.yaml").read_text())
+        assert deployment["metadata"]["labels"]["helm.sh/chart"] == f"lime-task-{chart['version']}"
+        pod = deployment["spec"]["template"]["spec"]
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert pod["containers"][0]["image"].endswith(":0.2.0")
+        # Kept from the install.
+        assert env["LIME_TASK_OPERATOR_MAX_RUNNING"] == "3"
+        assert env["LIME_TASK_OPERATOR_DEFAULT_IMAGE"] == "registry.example/tasks:1"
+        assert env["LIME_TASK_OPERATOR_NAMESPACES"] == namespace
+        assert pod["nodeSelector"] == {"limetask.dev/no-such-node": "true"}
+        # New in 0.2.0, from the new chart's defaults.
+        assert env["LIME_TASK_OPERATOR_KUBE_EVENTS"] == "failures"
+        assert env["LIME_TASK_OPERATOR_METRICS_PORT"] == "9090"
+        assert "startupProbe" in pod["containers"][0]
+        role = json.loads(cluster.kubectl("get", "role", full, "-n", namespace, "-o", "json").stdout)
+        assert any("limetaskschedules" in rule.get("resources", []) for rule in role["rules"]), role["rules"]
+    finally:
+        cluster.helm("uninstall", release, "-n", namespace, check=False)
