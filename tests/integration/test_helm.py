@@ -103,7 +103,9 @@ def test_rendered_chart_is_accepted_by_the_api_server(cluster, crd, namespace, m
     ).stdout
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered) if doc)
     # Two CRDs: LimeTask and LimeTaskSchedule (#15).
-    expected = ["CustomResourceDefinition", "CustomResourceDefinition", "Deployment", "Secret", "ServiceAccount"]
+    # The Service is the operator's /metrics (metrics.enabled, on by default).
+    expected = ["CustomResourceDefinition", "CustomResourceDefinition", "Deployment", "Secret", "Service",
+                "ServiceAccount"]
     expected += ["ClusterRole", "ClusterRoleBinding"] if mode == "cluster-wide" else ["Role", "RoleBinding", "ServiceAccount"]
     assert kinds == sorted(expected)
     done = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered, check=False)
