@@ -21,7 +21,17 @@ from kubernetes import client
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "busybox:1.36"  # ignored by the local node; pulled by a real cluster
+IMAGE = "busybox:1.36"  # ignored by the host-process node; pulled by a real cluster
+
+
+@pytest.fixture(autouse=True)
+def _node_images(cluster, monkeypatch):
+    """On a node that runs containers, the pods here run the project's runner image (it
+    has sh, coreutils and Python with the kubernetes client): the local kubelet node
+    cannot pull busybox, and nothing here needs more than that."""
+    if cluster.containers:
+        monkeypatch.setitem(globals(), "IMAGE", cluster.images["runner"])
+        monkeypatch.setitem(globals(), "PY_IMAGE", cluster.images["runner"])
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
