@@ -110,14 +110,17 @@ class Cluster:
                 {"spec": {"template": {"spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}}}}))
 
     def apply_crd(self) -> str:
-        """Apply crds/limetask.yaml and wait until it is Established; its name."""
+        """Apply the CRDs in crds/ (LimeTask and LimeTaskSchedule, as a user installs them)
+        and wait until they are Established; the LimeTask CRD's name."""
         from lime_task.constants import CRD_NAME
 
-        path = REPO_ROOT / "crds" / "limetask.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"the LimeTask CRD is missing: {path}")
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        self.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        paths = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+        if not any(p.name == "limetask.yaml" for p in paths):
+            raise FileNotFoundError(f"the LimeTask CRD is missing: {REPO_ROOT / 'crds' / 'limetask.yaml'}")
+        for path in paths:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        for path in paths:
+            self.kubectl("wait", "--for=condition=Established", "-f", str(path), "--timeout=60s")
         return CRD_NAME
 
 

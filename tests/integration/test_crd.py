@@ -150,13 +150,14 @@ def test_kubectl_explain_lists_every_spec_field(cluster, crd):
 
 def test_kubectl_get_shows_the_columns(cluster, crd, namespace):
     assert _create(cluster, namespace, _task("shown")).returncode == 0
-    _patch_status(cluster, namespace, "shown", {"state": "SUCCESS", "duration": "1.5s", "reason": "Completed", "attempts": 2})
+    _patch_status(cluster, namespace, "shown", {"state": "SUCCESS", "duration": "1.5s", "reason": "Completed", "attempts": 2,
+                                                "message": "done"})
     lines = cluster.kubectl("get", "lt", "-n", namespace).stdout.splitlines()
     assert lines[0].split() == ["NAME", "STATE", "TASK", "APP", "AGE"]
     assert lines[1].split()[:4] == ["shown", "SUCCESS", "sample_tasks.tasks.add", "demo-app"]
     wide = cluster.kubectl("get", "lt", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "STATE", "TASK", "APP", "AGE", "DURATION", "REASON", "ATTEMPTS"]
-    assert wide[1].split()[-3:] == ["1.5s", "Completed", "2"]
+    assert wide[0].split() == ["NAME", "STATE", "TASK", "APP", "AGE", "DURATION", "REASON", "ATTEMPTS", "MESSAGE"]
+    assert wide[1].split()[-4:] == ["1.5s", "Completed", "2", "done"]
     # The short name and the category both find LimeTasks.
     assert cluster.kubectl("get", "limetask", "-n", namespace, "-o", "name").stdout.strip() == "limetask.limetask.dev/shown"
     # By name too: the singular must not collide with the category (it did once).
