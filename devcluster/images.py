@@ -199,7 +199,8 @@ def build_pause(cfg: ClusterConfig) -> str:
         _run(["gcc", "-static", "-Os", "-o", str(work / "pause"), str(work / "pause.c")], "compile pause")
         _run(["strip", str(work / "pause")], "strip pause")
         (work / "Containerfile").write_text('FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n')
-        _buildah(cfg, "bud", "--quiet", "--pull=never", "-f", str(work / "Containerfile"), "-t", ref, str(work),
+        _buildah(cfg, "bud", "--quiet", "--pull=never", "--network", "none", "--cni-config-dir",
+                 str(images_dir(cfg) / "cni"), "-f", str(work / "Containerfile"), "-t", ref, str(work),
                  what="build the pause image")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -244,7 +245,10 @@ def build_from_dockerfile(cfg: ClusterConfig, spec: imagespec.ImageSpec, parent_
     log(f"building {ref} from {spec.dockerfile}")
     ignore = images_dir(cfg) / "build.ignore"
     ignore.write_text("\n".join(imagespec.IGNORED) + "\n")
-    args = ["bud", "--quiet", "--pull=never", "--isolation", "chroot", "--ignorefile", str(ignore),
+    # No network in RUN steps (pip reads the wheelhouse), and buildah's CNI configuration
+    # in the cache rather than /etc/cni.
+    args = ["bud", "--quiet", "--pull=never", "--isolation", "chroot", "--network", "none",
+            "--cni-config-dir", str(images_dir(cfg) / "cni"), "--ignorefile", str(ignore),
             "-f", str(REPO_ROOT / spec.dockerfile), "--build-arg", f"{spec.parent_arg}={parent_ref}", "-t", ref]
     if spec.wheels:
         conf = images_dir(cfg) / "pip.conf"

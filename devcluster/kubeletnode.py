@@ -31,6 +31,7 @@ from .nodeconfig import NodePaths
 
 CGROUP_MOUNTS = Path("/sys/fs/cgroup")
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
+CNI_CACHE = Path("/var/lib/cni/results")
 K8S_NAMESPACE = "k8s.io"  # containerd namespace the CRI uses
 
 
@@ -62,12 +63,14 @@ def node_ip() -> str:
     raise NodeError(f"interface {dev} has no IPv4 address")
 
 
-def cgroup_v1_hierarchies() -> list[Path]:
-    """Mount points of the cgroup v1 hierarchies (kubelet's cgroupfs driver uses these)."""
+def cgroup_v1_hierarchies(types: tuple[str, ...] = ("cgroup",)) -> list[Path]:
+    """Mount points of the cgroup v1 hierarchies (kubelet's cgroupfs driver uses these);
+    with ``types=("cgroup", "cgroup2")`` the v2 sub-mount too (runc also creates the
+    pod cgroups there, so teardown must look there)."""
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
-        if right.split(" ")[0] == "cgroup":
+        if right.split(" ")[0] in types:
             out.append(Path(left.split(" ")[4]))
     return out
 
@@ -226,7 +229,7 @@ def _cgroup_dirs(cfg: ClusterConfig) -> list[Path]:
     """Every cgroup of the node, deepest first, over all hierarchies."""
     rel = nodeconfig.cgroup_root(cfg).lstrip("/")
     dirs: list[Path] = []
-    for hierarchy in cgroup_v1_hierarchies():
+    for hierarchy in cgroup_v1_hierarchies(("cgroup", "cgroup2")):
         top = hierarchy / rel
         if top.is_dir():
             dirs += [p for p in top.rglob("*") if p.is_dir()] + [top]
@@ -308,6 +311,15 @@ def teardown(cfg: ClusterConfig) -> list[str]:
         done.append(f"bridge {bridge} removed")
     for sock in shim_sockets:
         sock.unlink(missing_ok=True)
+    # libcni caches each attachment under /var/lib/cni/results as <network>-<id>-<ifname>,
+    # whatever containerd's settings; ours carry our network's name.
+    for cached in CNI_CACHE.glob(f"{nodeconfig.CNI_NETWORK}-*"):
+        cached.unlink(missing_ok=True)
+    for d in (CNI_CACHE, CNI_CACHE.parent):
+        try:
+            d.rmdir()  # only when empty
+        except OSError:
+            pass
     for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent):
         try:
             d.rmdir()  # only when empty: another containerd may use it
