@@ -14,6 +14,7 @@ import uuid
 import pytest
 import yaml
 
+from devcluster.testing import merge_values
 from lime_task.constants import CRD_NAME
 
 from .chart_support import (
@@ -21,7 +22,6 @@ from .chart_support import (
     DEFAULT_SELF_RULES,
     OPERATOR_MUST_NOT,
     OPERATOR_NEEDS,
-    ROOT,
     can_i,
     get_json,
     helm_install,
@@ -29,7 +29,6 @@ from .chart_support import (
     names,
     rule_resources,
     run_cli,
-    service_account_kubeconfig,
     service_account_user,
 )
 
@@ -222,32 +221,22 @@ def test_task_service_account_can_do_nothing(cluster, crd, namespace):
         helm_uninstall(cluster, release, namespace)
 
 
-def test_operator_deployed_by_the_chart_runs_a_task_to_success_under_its_rbac(cluster, crd, broker, namespace, tmp_path):
-    """The whole chart for real: its Deployment's pod runs `lime-task operator` (on the
-    local dev node, as a host process), authenticated with a real token of the chart's
-    ServiceAccount, so the chart's Role is all it has; a task sent with the CLI succeeds
-    and its event reaches the broker."""
+def test_operator_deployed_by_the_chart_runs_a_task_to_success_under_its_rbac(cluster, crd, broker, namespace):
+    """The whole chart for real: its Deployment's pod runs `lime-task operator` (from the
+    operator image, or as a host process on the host-process node), authenticated with
+    the token mounted for the chart's ServiceAccount, so the chart's Role is all it has;
+    a task sent with the CLI succeeds and its event reaches the broker."""
     release = release_name()
-    # The dev node mounts no volumes, so the token cannot arrive as in a real pod; a
-    # kubeconfig with a token of the same ServiceAccount stands in for it.
-    kubeconfig = tmp_path / "operator.kubeconfig"
     # An exchange of its own: other tests (and other sessions) publish to the same broker.
     exchange = f"lime_task_{release}"
-    helm_install(
-        cluster, release, namespace,
-        {
-            "watchNamespaces": [namespace],
-            "broker": {"url": broker.url, "exchange": exchange},
-            "env": [{"name": "KUBECONFIG", "value": str(kubeconfig)}],
-            "operator": {"defaultImage": "lime-task-runner:dev",
-                         "extraEnv": {"PYTHONPATH": str(ROOT / "examples")}},
-        },
-    )
+    # The node's images (or, on the host-process node, the task packages on PYTHONPATH);
+    # the operator logs in with the token the node mounts for the chart's ServiceAccount.
+    helm_install(cluster, release, namespace, merge_values(cluster.operator_chart_values(), {
+        "watchNamespaces": [namespace],
+        "broker": {"url": broker.url, "exchange": exchange},
+    }))
     try:
-        service_account_kubeconfig(cluster, namespace, f"{release}-lime-task", kubeconfig)
-        # The pod may have started before the kubeconfig existed and failed to log in;
-        # a fresh pod picks it up.
-        cluster.kubectl("delete", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "--wait=false")
+        cluster.adapt_operator(namespace, f"{release}-lime-task")
         events = subprocess.Popen(
             [sys.executable, "-m", "lime_task.cli", "events", "--max", "1", "--timeout", "150",
              "--task", "sample_tasks.tasks.add", "--exchange", exchange, "-o", "json"],
