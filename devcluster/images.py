@@ -245,9 +245,10 @@ def build_from_dockerfile(cfg: ClusterConfig, spec: imagespec.ImageSpec, parent_
     log(f"building {ref} from {spec.dockerfile}")
     ignore = images_dir(cfg) / "build.ignore"
     ignore.write_text("\n".join(imagespec.IGNORED) + "\n")
-    # No network in RUN steps (pip reads the wheelhouse), and buildah's CNI configuration
-    # in the cache rather than /etc/cni.
-    args = ["bud", "--quiet", "--pull=never", "--isolation", "chroot", "--network", "none",
+    # chroot isolation: RUN steps share the host's network (buildah allows no other with
+    # chroot) but need none, since pip reads only the wheelhouse; buildah's CNI
+    # configuration in the cache rather than /etc/cni.
+    args = ["bud", "--quiet", "--pull=never", "--isolation", "chroot",
             "--cni-config-dir", str(images_dir(cfg) / "cni"), "--ignorefile", str(ignore),
             "-f", str(REPO_ROOT / spec.dockerfile), "--build-arg", f"{spec.parent_arg}={parent_ref}", "-t", ref]
     if spec.wheels:
