@@ -788,24 +788,19 @@ def quota_exceeded(task: Mapping[str, Any], message: str, now: datetime) -> Opti
 def job_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
     """FAILURE/JobRejected: the API server refused the Job derived from this task (400, 422,
     a 403 that is not a quota): the same request can never succeed, so it is not retried."""
-    if is_terminal(task):
-        return None
-    text = f"the API server refused the task's Job: {message}"
-    return _transition(
-        task, "FAILURE", JOB_REJECTED, text, now,
-        error={"type": JOB_REJECTED, "message": text, "traceback": ""},
-        finishedAt=format_time(now), attempts=0,
-    )
+    return _refused(task, JOB_REJECTED, f"the API server refused the task's Job: {message}", now, attempts=0)
 
 
 def status_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
     """FAILURE/StatusRejected: the API server refused a status write for this task; the
     smallest status that says so (no result, no traceback)."""
+    return _refused(task, STATUS_REJECTED, f"the API server refused the task's status: {message}", now)
+
+
+def _refused(task: Mapping[str, Any], reason: str, text: str, now: datetime, **fields: Any) -> Optional[Transition]:
+    """FAILURE with `reason` for a refusal by the API server (None if already terminal)."""
     if is_terminal(task):
         return None
-    text = f"the API server refused the task's status: {message}"
-    return _transition(
-        task, "FAILURE", STATUS_REJECTED, text, now,
-        error={"type": STATUS_REJECTED, "message": text, "traceback": ""},
-        finishedAt=format_time(now),
-    )
+    return _transition(task, "FAILURE", reason, text, now,
+                       error={"type": reason, "message": text, "traceback": ""},
+                       finishedAt=format_time(now), **fields)
