@@ -249,7 +249,13 @@ def _pids_in(dirs: list[Path]) -> set[int]:
 def _shim_sockets(paths: NodePaths) -> list[Path]:
     """The sockets containerd's shims were told to use, from their bundles' bootstrap files."""
     found = []
-    for f in list(paths.containerd_state.rglob("bootstrap.json")) + list(paths.containerd_state.rglob("address")):
+    # A task bundle is <state>/io.containerd.runtime.v2.task/<namespace>/<id>/: glob that
+    # depth only. A recursive walk also enters the bundles' rootfs mounts, which vanish
+    # while containers stop (a FileNotFoundError that failed a CI teardown after every
+    # test had passed).
+    bundles = paths.containerd_state / "io.containerd.runtime.v2.task"
+    candidates = [*bundles.glob("*/*/bootstrap.json"), *bundles.glob("*/*/address")]
+    for f in candidates:
         try:
             text = f.read_text().strip()
             address = json.loads(text).get("address", "") if f.name == "bootstrap.json" else text
