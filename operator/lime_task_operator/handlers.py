@@ -169,6 +169,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _publisher(config: Any) -> tuple[Any, type[Exception]]:
-    from . import events
+    from . import publisher
 
-    return events.make_publisher(config), events.PublishError
+    return publisher.make_publisher(config), publisher.PublishError

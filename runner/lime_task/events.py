@@ -3,7 +3,7 @@
 When a task reaches SUCCESS or FAILURE the operator publishes one message to a durable
 topic exchange (default ``lime_task``) with the routing key
 ``core.task.{task_name}.{success|failure}.v1``. This module is the single definition of
-that contract, shared by the publisher (``lime_task_operator.events``) and by consumers;
+that contract, shared by the publisher (``lime_task_operator.publisher``) and by consumers;
 all of it is pure: :func:`routing_key`, :func:`event_message_id`, :func:`build_event_body`,
 :func:`pattern_for`, :class:`TaskEvent` (the parsed message a handler receives), and the
 broker settings (:func:`resolve_broker_url`, :func:`resolve_exchange`, :func:`redact_url`).

@@ -21,7 +21,7 @@ import pytest
 from devcluster.testing import free_loopback_port
 from lime_task.consumer import ConsumerError, EventConsumer, consume, dead_letter_names
 from lime_task.events import TaskEvent, build_event_body, event_message_id, pattern_for, routing_key
-from lime_task_operator.events import EventPublisher, PublishError
+from lime_task_operator.publisher import EventPublisher, PublishError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -21,7 +21,7 @@ from devcluster import cluster as local
 from devcluster import procs, rabbitmq
 from devcluster.config import HOST, ClusterConfig
 from lime_task.events import EventConsumer, TaskEvent, event_message_id, pattern_for, routing_key
-from lime_task_operator.events import EventPublisher, PublishError
+from lime_task_operator.publisher import EventPublisher, PublishError
 
 from ._operator_helpers import Api, condition, state
 

@@ -7,7 +7,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from lime_task_operator.events import (
+from lime_task_operator.publisher import (
     EventPublisher,
     PublishError,
     classify_error,
