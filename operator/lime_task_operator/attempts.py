@@ -1,7 +1,7 @@
 """What happened to one attempt: a task pod read the way kubelet and the API server report it.
 
 Pure functions over the pod view (views.pod_view): phase, reason, message, conditions,
-containerStatuses and metadata.deletionTimestamp. status.py turns the result into the
+containerStatuses and metadata.deletionTimestamp. transitions.py turns the result into the
 task's reason; keeping the pod-level reading here means each cause - the runner's
 report, an OOM kill, an eviction, a deleted pod or lost node, an image that cannot be
 pulled, a pod the scheduler cannot place - is recognised in exactly one place.

@@ -1,7 +1,7 @@
 """Drives every LimeTask to its terminal state; the only place that sequences I/O.
 
 Level-based: each pass reads the latest known task, Job and pods (kopf's indexes, fed
-by the watches), asks the pure modules what should change (jobs.py, status.py,
+by the watches), asks the pure modules what should change (jobs.py, transitions.py,
 admission.py) and applies it through kube.py. Nothing depends on having seen a particular
 event, so an operator killed at any moment and started again picks every task up
 from the initial listing and finishes it:
@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Optional
 from lime_task import events as task_events
 from lime_task.constants import TERMINAL_STATES
 
-from . import admission, jobs, kube as kube_module, logtail, metrics, status, views
+from . import admission, jobs, kube as kube_module, logtail, metrics, transitions, views
 from .cache import Cache
 from .kube import Kube, KubeError, QuotaExceeded
 from .settings import Settings
@@ -113,7 +113,7 @@ class Reconciler:
             await asyncio.sleep(RESYNC_SECONDS)
             for key in self.cache.task_keys():
                 task = self._task(key)
-                if task is not None and not status.is_terminal(task):
+                if task is not None and not transitions.is_terminal(task):
                     self.main.nudge(key)
 
     # ------------------------------------------------------------ inputs (from handlers)
@@ -179,7 +179,7 @@ class Reconciler:
         entries = []
         for key in self.cache.task_keys():
             task = self._task(key)
-            if task is None or status.is_terminal(task) or task["metadata"].get("deletionTimestamp"):
+            if task is None or transitions.is_terminal(task) or task["metadata"].get("deletionTimestamp"):
                 continue
             has_job = key in self._launched or self.cache.has_job(key) or bool(task["status"].get("jobName"))
             entries.append(
@@ -221,7 +221,7 @@ class Reconciler:
             return
         if task["metadata"].get("deletionTimestamp"):
             return  # being deleted: the garbage collector cancels the Job
-        if status.is_terminal(task):
+        if transitions.is_terminal(task):
             self._launched.discard(key)
             await self._stop_job_of_failed_task(key, task)
             await self._finished(key, task)
@@ -235,7 +235,7 @@ class Reconciler:
             # The index may lag behind a Job we created a moment ago: ask the API.
             job = await self._call(self.kube.get_job, namespace, task["status"].get("jobName") or jobs.job_name(name))
             if job is None:
-                await self._apply(key, task, status.cancelled(task, jobs.job_name(name), now))
+                await self._apply(key, task, transitions.cancelled(task, jobs.job_name(name), now))
                 return
         if job is None:
             await self._start(key, task, now)
@@ -247,16 +247,16 @@ class Reconciler:
             return
 
         pods = self._task_pods(key)
-        if status.job_finished(job):
+        if transitions.job_finished(job):
             # The verdict needs every pod's final report; the pod watch may lag the
             # Job's, so read them fresh.
             pods = await self._call(self.kube.list_task_pods, namespace, name)
         pods, log_tail = await self._failed_attempt_log(namespace, task, job, pods)
-        transition = status.observe(task, job, pods, now, self.config.container_start_timeout_seconds, log_tail)
-        if await self._apply(key, task, transition) and status.job_to_stop({"status": transition.status}, job):
+        transition = transitions.observe(task, job, pods, now, self.config.container_start_timeout_seconds, log_tail)
+        if await self._apply(key, task, transition) and transitions.job_to_stop({"status": transition.status}, job):
             # Now, while the Job is at hand: the cache drops a finished task's children.
             await self._delete_job(key, job)
-        recheck = status.seconds_until_start_timeout(pods, now, self.config.container_start_timeout_seconds)
+        recheck = transitions.seconds_until_start_timeout(pods, now, self.config.container_start_timeout_seconds)
         if recheck is not None:  # a stuck container fails on time, not at the next resync
             self.main.nudge_later(key, recheck + 0.5)
 
@@ -266,14 +266,14 @@ class Reconciler:
                                   pods: list[dict[str, Any]]
                                   ) -> tuple[list[dict[str, Any]], Optional[tuple[str, str]]]:
         """The pods to decide on and (pod, log tail) of the failed attempt
-        status.pod_needing_log names, read before the pod can go; a log that cannot be
+        transitions.pod_needing_log names, read before the pod can go; a log that cannot be
         read is recorded as such, not retried. When a log is read, the pods are listed
         afresh: the cache's pod views may lack the runner's report, and the attempt is
         recorded from it, like the final verdict."""
-        if status.pod_needing_log(task, job, pods) is None:
+        if transitions.pod_needing_log(task, job, pods) is None:
             return pods, None
         pods = await self._call(self.kube.list_task_pods, namespace, task["metadata"]["name"])
-        pod = status.pod_needing_log(task, job, pods)
+        pod = transitions.pod_needing_log(task, job, pods)
         if pod is None:
             return pods, None
         try:
@@ -292,13 +292,13 @@ class Reconciler:
         return pods, (pod, text)
 
     async def _stop_job_of_failed_task(self, key: Key, task: dict[str, Any]) -> None:
-        """Delete the Job of a task that failed while its Job still tries (status.job_to_stop):
+        """Delete the Job of a task that failed while its Job still tries (transitions.job_to_stop):
         the fallback for an operator that stopped between the FAILURE write and the
         deletion. The cache drops a finished task's children, so the Job is read."""
-        if not status.job_to_stop(task, {}):
+        if not transitions.job_to_stop(task, {}):
             return
         job = self._job(key) or await self._call(self.kube.get_job, key[0], jobs.job_name(key[1]))
-        if status.job_to_stop(task, job) and jobs.owner_uid(job) == task["metadata"].get("uid"):
+        if transitions.job_to_stop(task, job) and jobs.owner_uid(job) == task["metadata"].get("uid"):
             await self._delete_job(key, job)
 
     async def _delete_job(self, key: Key, job: Mapping[str, Any]) -> None:
@@ -309,7 +309,7 @@ class Reconciler:
     async def _start(self, key: Key, task: dict[str, Any], now: datetime) -> None:
         namespace, name = key
         if task.get("invalid"):
-            await self._apply(key, task, status.invalid(task, task["invalid"], now))
+            await self._apply(key, task, transitions.invalid(task, task["invalid"], now))
             return
         if task.get("argumentsOmitted"):
             # Large arguments are not kept in memory (views.py): read the task now.
@@ -325,19 +325,19 @@ class Reconciler:
         try:
             body = jobs.build_job(task, self.config)
         except jobs.InvalidTask as error:
-            await self._apply(key, task, status.invalid(task, str(error), now))
+            await self._apply(key, task, transitions.invalid(task, str(error), now))
             return
         if not self._reserve(key):
             message = admission.queue_message(self.config.max_running, self.config.max_running_per_app,
                                           task["spec"].get("app", ""))
-            await self._apply(key, task, status.queued(task, message, now))
+            await self._apply(key, task, transitions.queued(task, message, now))
             return
         try:
             job, created = await self._call(self.kube.create_job, namespace, body)
         except QuotaExceeded as error:
             # Retrying can succeed once the namespace's usage drops: wait, visibly.
             self._launched.discard(key)
-            await self._apply(key, task, status.quota_exceeded(task, error.message, now))
+            await self._apply(key, task, transitions.quota_exceeded(task, error.message, now))
             raise Retry(f"ResourceQuota: {error.message}") from error
         except KubeError as error:
             self._launched.discard(key)
@@ -345,7 +345,7 @@ class Reconciler:
                 raise
             # The API server refused the Job we derived from this task (400/422, or a
             # 403 that is not a quota): the same request can never succeed.
-            await self._apply(key, task, status.job_rejected(task, error.message, now))
+            await self._apply(key, task, transitions.job_rejected(task, error.message, now))
             return
         except Exception:
             self._launched.discard(key)
@@ -356,19 +356,19 @@ class Reconciler:
             return
         log.info("%s Job %s/%s for task %s", "created" if created else "adopted existing",
                  namespace, job["metadata"]["name"], task["spec"].get("task"))
-        born = status.parse_time(task["metadata"].get("creationTimestamp"))
+        born = transitions.parse_time(task["metadata"].get("creationTimestamp"))
         if created and born:
             metrics.QUEUE_WAIT.observe(max(0.0, (now - born).total_seconds()))
-        await self._apply(key, task, status.pending(task, job["metadata"]["name"], now))
+        await self._apply(key, task, transitions.pending(task, job["metadata"]["name"], now))
 
-    async def _apply(self, key: Key, task: dict[str, Any], transition: Optional[status.Transition]) -> bool:
+    async def _apply(self, key: Key, task: dict[str, Any], transition: Optional[transitions.Transition]) -> bool:
         if transition is None:
             return False
         fields = transition.status
         if transition.terminal and self.publisher is None:
             # No broker: say so in the same write as the terminal state.
             finished = {**task, "status": {**(task.get("status") or {}), **fields}}
-            fields = {**fields, **(status.events_disabled(finished, self._clock()) or {})}
+            fields = {**fields, **(transitions.events_disabled(finished, self._clock()) or {})}
         elif transition.terminal and self.publisher is not None:
             # Publish first and record the terminal state and the broker's confirmation
             # in one write (issue #16: one write fewer per task). If the broker cannot
@@ -394,7 +394,7 @@ class Reconciler:
 
     def _count_finished(self, state: str, reason: str, fields: Mapping[str, Any]) -> None:
         metrics.TASKS_FINISHED.labels(state=state, reason=reason).inc()
-        started, finished = status.parse_time(fields.get("startedAt")), status.parse_time(fields.get("finishedAt"))
+        started, finished = transitions.parse_time(fields.get("startedAt")), transitions.parse_time(fields.get("finishedAt"))
         if started and finished:
             metrics.TASK_DURATION.observe(max(0.0, (finished - started).total_seconds()))
         if finished and (fields.get("event") or {}).get("confirmedAt"):
@@ -407,7 +407,7 @@ class Reconciler:
             routing_key, message_id, body = self._event_of(task)
         except (KeyError, ValueError):
             return None  # publish() records InvalidEvent after the state is written
-        timestamp = status.parse_time(task["status"].get("finishedAt")) or self._clock()
+        timestamp = transitions.parse_time(task["status"].get("finishedAt")) or self._clock()
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._broker, self.publisher.publish, routing_key, body, message_id, timestamp)
@@ -415,7 +415,7 @@ class Reconciler:
             log.info("task %s/%s: event not published yet (%s); the state is written first", *key,
                      getattr(error, "reason", error))
             return None
-        return status.event_published(task, routing_key, message_id, self._clock())
+        return transitions.event_published(task, routing_key, message_id, self._clock())
 
     @staticmethod
     def _event_of(task: Mapping[str, Any]) -> tuple[str, str, Any]:
@@ -433,25 +433,25 @@ class Reconciler:
         """Write status fields decided on `task`'s resourceVersion; False if the task
         changed meanwhile (its newer version brings a new decision) or is gone.
 
-        Every write is first fitted to the CRD's limits (status.bounded), so the API
+        Every write is first fitted to the CRD's limits (transitions.bounded), so the API
         server cannot refuse it for size. Should it refuse it all the same (422: a
         schema rule we did not foresee), the task ends as FAILURE/StatusRejected with the
         API server's message instead of being retried for ever.
         """
         if views.is_compact(task):
             raise RuntimeError(f"bug: status write decided on the compact view of {key}")
-        fields = status.bounded(fields)
+        fields = transitions.bounded(fields)
         try:
             written = await self._call(self.kube.patch_task_status, key[0], key[1], fields,
                                        task["metadata"]["resourceVersion"], bool(task.get("status")))
         except KubeError as error:
             if error.temporary:
                 raise
-            fallback = status.status_rejected(task, error.message, self._clock())
-            if fallback is None or fields.get("reason") == status.STATUS_REJECTED:
+            fallback = transitions.status_rejected(task, error.message, self._clock())
+            if fallback is None or fields.get("reason") == transitions.STATUS_REJECTED:
                 raise
             log.error("task %s/%s: the API server refused its status (%s); ending it as %s",
-                      key[0], key[1], error.message, status.STATUS_REJECTED)
+                      key[0], key[1], error.message, transitions.STATUS_REJECTED)
             return await self._patch(key, task, fallback.status)
         if written is None:
             log.debug("task %s/%s changed meanwhile; deciding again on its next version", *key)
@@ -483,22 +483,22 @@ class Reconciler:
 
     async def _finished(self, key: Key, task: dict[str, Any]) -> None:
         now = self._clock()
-        if not status.event_confirmed(task) and not status.event_abandoned(task):
+        if not transitions.event_confirmed(task) and not transitions.event_abandoned(task):
             if self.publisher is not None:
                 if not self.events.pending_retry(key):  # else its backoff timer is set
                     self.events.nudge(key)
                 return  # the TTL waits for the event; its status patch brings us back
-            fields = status.events_disabled(task, now)
+            fields = transitions.events_disabled(task, now)
             if fields is not None:
                 await self._patch(key, task, fields)
                 return  # the patch's watch event brings us back with the new version
         ttl = self.config.default_ttl_seconds
-        if status.may_delete(task, ttl, self.config.events_enabled, now):
+        if transitions.may_delete(task, ttl, self.config.events_enabled, now):
             deleted = await self._call(self.kube.delete_task, key[0], key[1], task["metadata"]["uid"])
             if deleted:
                 log.info("task %s/%s deleted: its TTL after finishing has passed", *key)
             return
-        deadline = status.expiry(task, ttl)
+        deadline = transitions.expiry(task, ttl)
         if deadline is not None:
             self.main.nudge_later(key, (deadline - now).total_seconds() + 0.5)
 
@@ -512,7 +512,7 @@ class Reconciler:
         EventPublished=False/InvalidEvent and not retried.
         """
         task = self._task(key)
-        if task is None or not status.is_terminal(task) or status.event_confirmed(task):
+        if task is None or not transitions.is_terminal(task) or transitions.event_confirmed(task):
             return
         if self.publisher is None or views.is_compact(task):
             return
@@ -520,11 +520,11 @@ class Reconciler:
         try:
             routing_key, message_id, body = self._event_of(task)
         except (KeyError, ValueError) as error:
-            fields = status.event_failed(task, status.INVALID_EVENT, str(error), now)
+            fields = transitions.event_failed(task, transitions.INVALID_EVENT, str(error), now)
             if fields:
                 await self._patch(key, task, fields)
             return
-        timestamp = status.parse_time(task["status"].get("finishedAt")) or now
+        timestamp = transitions.parse_time(task["status"].get("finishedAt")) or now
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._broker, self.publisher.publish, routing_key, body, message_id, timestamp)
@@ -532,16 +532,16 @@ class Reconciler:
             attempt, delay = self.events.attempt(key), self.events.backoff(key)
             reason = getattr(error, "reason", "PublishFailed")
             message = getattr(error, "message", str(error))
-            fields = status.event_failed(task, reason, f"{message} (attempt {attempt}, next in {delay:.0f}s)", now)
+            fields = transitions.event_failed(task, reason, f"{message} (attempt {attempt}, next in {delay:.0f}s)", now)
             if fields:
                 await self._patch(key, task, fields)
             raise Retry(f"event not published: {reason}") from error
-        if not await self._patch(key, task, status.event_published(task, routing_key, message_id, self._clock())):
+        if not await self._patch(key, task, transitions.event_published(task, routing_key, message_id, self._clock())):
             # The task moved on meanwhile; publish again on the next version. A repeat
             # carries the same message id, which consumers drop.
             self.events.nudge_later(key, 1.0)
             return
         log.info("task %s/%s: event %s confirmed", key[0], key[1], routing_key)
-        finished = status.parse_time(task["status"].get("finishedAt"))
+        finished = transitions.parse_time(task["status"].get("finishedAt"))
         if finished:
             metrics.EVENT_LAG.observe(max(0.0, (self._clock() - finished).total_seconds()))

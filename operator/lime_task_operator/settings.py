@@ -62,7 +62,7 @@ class Settings:
     # namespace's default. Its token is never mounted either way.
     task_service_account: str = ""
     # Seconds a container may wait for a reason in attempts.STUCK_WAITING_REASONS before
-    # its task fails with that reason (status.observe); at least 1.
+    # its task fails with that reason (transitions.observe); at least 1.
     container_start_timeout_seconds: int = DEFAULT_CONTAINER_START_TIMEOUT_SECONDS
     # Port of the Prometheus /metrics endpoint (metrics.py); 0 serves none.
     metrics_port: int = 0

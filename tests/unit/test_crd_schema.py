@@ -169,15 +169,15 @@ def test_status_is_a_subresource(crd):
 
 
 def test_the_reason_description_lists_every_reason_the_operator_writes(root):
-    """Every reason status.py / attempts.py can write is explained in the CRD (kubectl explain)."""
-    from lime_task_operator import attempts, status
+    """Every reason transitions.py / attempts.py can write is explained in the CRD (kubectl explain)."""
+    from lime_task_operator import attempts, transitions
 
     described = root["properties"]["status"]["properties"]["reason"]["description"]
     reasons = {
-        status.QUEUED, status.PENDING, status.RUNNING, status.COMPLETED, status.TASK_RAISED,
-        status.COULD_NOT_LOAD, status.INVALID_RESULT, status.DEADLINE_EXCEEDED, status.POD_FAILED,
-        status.CANCELLED, status.INVALID_TASK, status.OOM_KILLED, status.EVICTED, status.PREEMPTED,
-        status.NODE_LOST, status.POD_DELETED, status.UNSCHEDULABLE, *attempts.STUCK_WAITING_REASONS,
+        transitions.QUEUED, transitions.PENDING, transitions.RUNNING, transitions.COMPLETED, transitions.TASK_RAISED,
+        transitions.COULD_NOT_LOAD, transitions.INVALID_RESULT, transitions.DEADLINE_EXCEEDED, transitions.POD_FAILED,
+        transitions.CANCELLED, transitions.INVALID_TASK, transitions.OOM_KILLED, transitions.EVICTED, transitions.PREEMPTED,
+        transitions.NODE_LOST, transitions.POD_DELETED, transitions.UNSCHEDULABLE, *attempts.STUCK_WAITING_REASONS,
     }
     missing = sorted(reason for reason in reasons if reason not in described)
     assert not missing, f"reasons not described in the CRD: {missing}"

@@ -49,8 +49,8 @@ def tree(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "module,line,contract,reported",
     [
-        ("runner/lime_task/models.py", "import lime_task_operator.status",
-         "Servers (operator, HTTP API) above the library, and apart", "lime_task.models -> lime_task_operator.status"),
+        ("runner/lime_task/models.py", "import lime_task_operator.transitions",
+         "Servers (operator, HTTP API) above the library, and apart", "lime_task.models -> lime_task_operator.transitions"),
         ("runner/lime_task/cli.py", "import lime_task_api.app",
          "Servers (operator, HTTP API) above the library, and apart", "lime_task.cli -> lime_task_api.app"),
         ("api/lime_task_api/service.py", "from lime_task_operator import jobs",
@@ -61,8 +61,8 @@ def tree(tmp_path_factory) -> Path:
          "Library layers", "lime_task.values -> lime_task.kube"),
         ("runner/lime_task/api.py", "from kubernetes import client",
          "Only the kube modules import the Kubernetes client", "lime_task.api -> kubernetes"),
-        ("operator/lime_task_operator/status.py", "import urllib3",
-         "Only the kube modules import the Kubernetes client", "lime_task_operator.status -> urllib3"),
+        ("operator/lime_task_operator/transitions.py", "import urllib3",
+         "Only the kube modules import the Kubernetes client", "lime_task_operator.transitions -> urllib3"),
         # Indirect: the runner imports termination, which would import the client's home.
         ("runner/lime_task/termination.py", "from lime_task import kube",
          "The runner (task pods' command) never imports the Kubernetes client", "lime_task.termination -> lime_task.kube"),

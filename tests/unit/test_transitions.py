@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lime_task_operator import status
+from lime_task_operator import transitions
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -54,37 +54,37 @@ def report(**body):
 # ------------------------------------------------------------ before the Job
 
 def test_queued_then_pending_with_an_unknown_succeeded_condition():
-    t = status.queued(task(), "waiting for a free slot (MAX_RUNNING=1)", NOW)
+    t = transitions.queued(task(), "waiting for a free slot (MAX_RUNNING=1)", NOW)
     assert (t.state, t.reason) == ("PENDING", "Queued")
     cond = condition(t.status)
     assert (cond["status"], cond["reason"]) == ("Unknown", "Queued")
     assert cond["lastTransitionTime"] == "2025-01-02T03:04:05Z"
     assert t.status["observedGeneration"] == 1
     # Idempotent: already queued, nothing to write.
-    assert status.queued(task("PENDING", reason="Queued"), "x", NOW) is None
+    assert transitions.queued(task("PENDING", reason="Queued"), "x", NOW) is None
 
-    p = status.pending(task("PENDING", reason="Queued", conditions=t.status["conditions"]), "lt-t1", NOW + timedelta(seconds=5))
+    p = transitions.pending(task("PENDING", reason="Queued", conditions=t.status["conditions"]), "lt-t1", NOW + timedelta(seconds=5))
     assert (p.state, p.reason, p.status["jobName"]) == ("PENDING", "Pending", "lt-t1")
     # Still Unknown, so the transition time is kept.
     assert condition(p.status)["lastTransitionTime"] == "2025-01-02T03:04:05Z"
-    assert status.pending(task("PENDING", reason="Pending", jobName="lt-t1"), "lt-t1", NOW) is None
+    assert transitions.pending(task("PENDING", reason="Pending", jobName="lt-t1"), "lt-t1", NOW) is None
 
 
 def test_terminal_states_are_never_overwritten():
     done = task("SUCCESS", reason="Completed", result=1)
-    assert status.queued(done, "x", NOW) is None
-    assert status.pending(done, "lt-t1", NOW) is None
-    assert status.invalid(done, "x", NOW) is None
-    assert status.cancelled(done, "lt-t1", NOW) is None
-    assert status.observe(done, job(("Failed", "DeadlineExceeded")), [], NOW) is None
+    assert transitions.queued(done, "x", NOW) is None
+    assert transitions.pending(done, "lt-t1", NOW) is None
+    assert transitions.invalid(done, "x", NOW) is None
+    assert transitions.cancelled(done, "lt-t1", NOW) is None
+    assert transitions.observe(done, job(("Failed", "DeadlineExceeded")), [], NOW) is None
 
 
 def test_started_never_goes_back_to_pending():
-    assert status.pending(task("STARTED", reason="Running", jobName="lt-t1"), "lt-t1", NOW) is None
+    assert transitions.pending(task("STARTED", reason="Running", jobName="lt-t1"), "lt-t1", NOW) is None
 
 
 def test_invalid_task_fails_without_attempts():
-    t = status.invalid(task(), "image 'x' is not allowed", NOW)
+    t = transitions.invalid(task(), "image 'x' is not allowed", NOW)
     assert (t.state, t.reason, t.event_type) == ("FAILURE", "InvalidTask", "Warning")
     assert t.status["error"] == {"type": "InvalidTask", "message": "image 'x' is not allowed", "traceback": ""}
     assert t.status["attempts"] == 0 and t.status["finishedAt"] == "2025-01-02T03:04:05Z"
@@ -92,7 +92,7 @@ def test_invalid_task_fails_without_attempts():
 
 
 def test_cancelled_when_the_job_vanished():
-    t = status.cancelled(task("STARTED", startedAt="2025-01-02T03:04:00Z"), "lt-t1", NOW)
+    t = transitions.cancelled(task("STARTED", startedAt="2025-01-02T03:04:00Z"), "lt-t1", NOW)
     assert (t.state, t.reason) == ("FAILURE", "Cancelled")
     assert "lt-t1 was deleted" in t.status["error"]["message"]
     assert t.status["duration"] == "5s"
@@ -101,12 +101,12 @@ def test_cancelled_when_the_job_vanished():
 # ------------------------------------------------------------ following the Job
 
 def test_pending_while_the_pod_waits():
-    t = status.observe(task(), job(), [pod("p1", "2025-01-02T03:00:00Z", "waiting")], NOW)
+    t = transitions.observe(task(), job(), [pod("p1", "2025-01-02T03:00:00Z", "waiting")], NOW)
     assert (t.state, t.reason, t.status["jobName"]) == ("PENDING", "Pending", "lt-t1")
 
 
 def test_started_when_the_pod_runs():
-    t = status.observe(task("PENDING", reason="Pending", jobName="lt-t1"), job(),
+    t = transitions.observe(task("PENDING", reason="Pending", jobName="lt-t1"), job(),
                        [pod("p1", "2025-01-02T03:00:00Z", "running")], NOW)
     assert (t.state, t.reason) == ("STARTED", "Running")
     assert t.status["startedAt"] == "2025-01-02T03:01:00Z"
@@ -114,19 +114,19 @@ def test_started_when_the_pod_runs():
     assert condition(t.status)["status"] == "Unknown"
     # Nothing new: no write.
     again = task("STARTED", reason="Running", jobName="lt-t1", attempts=1, startedAt="2025-01-02T03:01:00Z")
-    assert status.observe(again, job(), [pod("p1", "2025-01-02T03:00:00Z", "running")], NOW) is None
+    assert transitions.observe(again, job(), [pod("p1", "2025-01-02T03:00:00Z", "running")], NOW) is None
 
 
 def test_a_retry_counts_attempts_and_keeps_the_first_start():
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error={"type": "E"}), 1),
             pod("p2", "2025-01-02T03:02:00Z", "running", started="2025-01-02T03:02:10Z")]
-    t = status.observe(task("STARTED", jobName="lt-t1", attempts=1, startedAt="2025-01-02T03:01:00Z"), job(), pods, NOW)
+    t = transitions.observe(task("STARTED", jobName="lt-t1", attempts=1, startedAt="2025-01-02T03:01:00Z"), job(), pods, NOW)
     assert t.status["attempts"] == 2 and t.status["startedAt"] == "2025-01-02T03:01:00Z"
 
 
 def test_success_with_the_result_from_the_termination_message():
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=True, result={"sum": 3}), 0)]
-    t = status.observe(task("STARTED", jobName="lt-t1"), job(("Complete", None)), pods, NOW)
+    t = transitions.observe(task("STARTED", jobName="lt-t1"), job(("Complete", None)), pods, NOW)
     assert (t.state, t.reason, t.event_type) == ("SUCCESS", "Completed", "Normal")
     assert t.status["result"] == {"sum": 3}
     assert t.status["finishedAt"] == "2025-01-02T03:03:30Z"
@@ -138,21 +138,21 @@ def test_success_with_the_result_from_the_termination_message():
 
 def test_success_with_a_null_result_is_still_success():
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=True, result=None), 0)]
-    t = status.observe(task(), job(("Complete", None)), pods, NOW)
+    t = transitions.observe(task(), job(("Complete", None)), pods, NOW)
     assert (t.state, t.reason) == ("SUCCESS", "Completed")
     assert t.status.get("result") is None
 
 
 def test_complete_job_without_a_readable_result_is_invalid_result():
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", "not json", 0)]
-    t = status.observe(task(), job(("Complete", None)), pods, NOW)
+    t = transitions.observe(task(), job(("Complete", None)), pods, NOW)
     assert (t.state, t.reason) == ("FAILURE", "InvalidResult")
 
 
 def test_task_raised_carries_the_reported_error():
     error = {"type": "ValueError", "message": "boom", "traceback": "Traceback...\nValueError: boom"}
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)]
-    t = status.observe(task(), job(("Failed", "BackoffLimitExceeded")), pods, NOW)
+    t = transitions.observe(task(), job(("Failed", "BackoffLimitExceeded")), pods, NOW)
     assert (t.state, t.reason) == ("FAILURE", "TaskRaised")
     assert t.status["error"] == error
     assert condition(t.status)["status"] == "False"
@@ -163,21 +163,21 @@ def test_task_raised_carries_the_reported_error():
 def test_non_retriable_exit_codes(code, reason):
     error = {"type": "NotATask", "message": "not decorated with @task", "traceback": ""}
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), code)]
-    t = status.observe(task(), job(("Failed", "PodFailurePolicy")), pods, NOW)
+    t = transitions.observe(task(), job(("Failed", "PodFailurePolicy")), pods, NOW)
     assert (t.state, t.reason) == ("FAILURE", reason)
     assert t.status["error"]["type"] == "NotATask"
 
 
 def test_deadline_exceeded_names_the_timeout():
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 137)]
-    t = status.observe(task(spec={"timeoutSeconds": 5}), job(("Failed", "DeadlineExceeded")), pods, NOW)
+    t = transitions.observe(task(spec={"timeoutSeconds": 5}), job(("Failed", "DeadlineExceeded")), pods, NOW)
     assert (t.state, t.reason) == ("FAILURE", "DeadlineExceeded")
     assert "timeoutSeconds=5" in t.status["error"]["message"]
 
 
 def test_killed_pod_without_report_is_pod_failed():
     pods = [pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 137)]
-    t = status.observe(task(), job(("Failed", "BackoffLimitExceeded")), pods, NOW)
+    t = transitions.observe(task(), job(("Failed", "BackoffLimitExceeded")), pods, NOW)
     assert (t.state, t.reason) == ("FAILURE", "PodFailed")
     assert "exit code 137" in t.status["error"]["message"]
 
@@ -185,64 +185,64 @@ def test_killed_pod_without_report_is_pod_failed():
 def test_the_last_attempt_decides_the_error():
     first = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error={"type": "First"}), 1)
     last = pod("p2", "2025-01-02T03:02:00Z", "terminated", report(ok=False, error={"type": "Last"}), 1)
-    t = status.observe(task(), job(("Failed", "BackoffLimitExceeded")), [last, first], NOW)
+    t = transitions.observe(task(), job(("Failed", "BackoffLimitExceeded")), [last, first], NOW)
     assert t.status["error"]["type"] == "Last" and t.status["attempts"] == 2
 
 
 # ------------------------------------------------------------ helpers and after the end
 
 def test_termination_message_parsing_rejects_garbage():
-    assert status.parse_termination_message('{"ok": true, "result": 1}') == {"ok": True, "result": 1}
-    assert status.parse_termination_message("") is None
-    assert status.parse_termination_message("[1]") is None
-    assert status.parse_termination_message('{"result": 1}') is None
-    assert status.parse_termination_message("{") is None
+    assert transitions.parse_termination_message('{"ok": true, "result": 1}') == {"ok": True, "result": 1}
+    assert transitions.parse_termination_message("") is None
+    assert transitions.parse_termination_message("[1]") is None
+    assert transitions.parse_termination_message('{"result": 1}') is None
+    assert transitions.parse_termination_message("{") is None
 
 
 @pytest.mark.parametrize("seconds, text", [(0.42, "<1s"), (1, "1s"), (12.34, "12s"), (59.9, "59s"), (60, "1m00s"), (245, "4m05s"), (7380, "2h03m"), (-1, "<1s")])
 def test_format_duration(seconds, text):
-    assert status.format_duration(seconds) == text
+    assert transitions.format_duration(seconds) == text
 
 
 def test_set_condition_moves_transition_time_only_on_status_change():
-    first = status.set_condition([], "X", "Unknown", "A", "", NOW)
+    first = transitions.set_condition([], "X", "Unknown", "A", "", NOW)
     later = NOW + timedelta(minutes=1)
-    same = status.set_condition(first, "X", "Unknown", "B", "m", later)
+    same = transitions.set_condition(first, "X", "Unknown", "B", "m", later)
     assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"] and same[0]["reason"] == "B"
-    changed = status.set_condition(same, "X", "True", "C", "", later)
+    changed = transitions.set_condition(same, "X", "True", "C", "", later)
     assert changed[0]["lastTransitionTime"] == "2025-01-02T03:05:05Z"
-    other = status.set_condition(changed, "Y", "False", "D", "", later)
+    other = transitions.set_condition(changed, "Y", "False", "D", "", later)
     assert [c["type"] for c in other] == ["X", "Y"]
 
 
 def test_event_conditions():
     done = task("FAILURE", reason="TaskRaised", finishedAt="2025-01-02T03:00:00Z")
-    fields = status.event_published(done, "core.task.pkg.mod.fn.failure.v1", "u1.failure", NOW)
+    fields = transitions.event_published(done, "core.task.pkg.mod.fn.failure.v1", "u1.failure", NOW)
     assert fields["event"] == {"routingKey": "core.task.pkg.mod.fn.failure.v1", "messageId": "u1.failure",
                                "confirmedAt": "2025-01-02T03:04:05Z"}
     assert condition(fields, "EventPublished")["status"] == "True"
-    failed = status.event_failed(done, "BrokerUnreachable", "no route", NOW)
+    failed = transitions.event_failed(done, "BrokerUnreachable", "no route", NOW)
     assert condition(failed, "EventPublished")["reason"] == "BrokerUnreachable"
     # Writing the same failure again is a no-op.
-    assert status.event_failed(task("FAILURE", conditions=failed["conditions"]), "BrokerUnreachable", "no route", NOW) is None
-    disabled = status.events_disabled(done, NOW)
+    assert transitions.event_failed(task("FAILURE", conditions=failed["conditions"]), "BrokerUnreachable", "no route", NOW) is None
+    disabled = transitions.events_disabled(done, NOW)
     assert condition(disabled, "EventPublished")["reason"] == "EventsDisabled"
-    assert status.events_disabled(task("FAILURE", conditions=disabled["conditions"]), NOW) is None
+    assert transitions.events_disabled(task("FAILURE", conditions=disabled["conditions"]), NOW) is None
 
 
 def test_ttl_waits_for_the_event_unless_events_are_disabled():
     finished = "2025-01-02T03:04:00Z"
     done = task("SUCCESS", spec={"ttlSecondsAfterFinished": 3}, finishedAt=finished)
-    assert status.expiry(done, 86400) == datetime(2025, 1, 2, 3, 4, 3, tzinfo=timezone.utc)
-    assert not status.may_delete(done, 86400, events_enabled=False, now=NOW - timedelta(seconds=3))
-    assert status.may_delete(done, 86400, events_enabled=False, now=NOW)
-    assert not status.may_delete(done, 86400, events_enabled=True, now=NOW)
+    assert transitions.expiry(done, 86400) == datetime(2025, 1, 2, 3, 4, 3, tzinfo=timezone.utc)
+    assert not transitions.may_delete(done, 86400, events_enabled=False, now=NOW - timedelta(seconds=3))
+    assert transitions.may_delete(done, 86400, events_enabled=False, now=NOW)
+    assert not transitions.may_delete(done, 86400, events_enabled=True, now=NOW)
     confirmed = task("SUCCESS", spec={"ttlSecondsAfterFinished": 3}, finishedAt=finished,
                      event={"routingKey": "k", "messageId": "m", "confirmedAt": finished})
-    assert status.may_delete(confirmed, 86400, events_enabled=True, now=NOW)
+    assert transitions.may_delete(confirmed, 86400, events_enabled=True, now=NOW)
     # The default TTL applies when the task has none; running tasks never expire.
-    assert status.expiry(task("SUCCESS", finishedAt=finished), 60) == datetime(2025, 1, 2, 3, 5, tzinfo=timezone.utc)
-    assert status.expiry(task("STARTED"), 60) is None
+    assert transitions.expiry(task("SUCCESS", finishedAt=finished), 60) == datetime(2025, 1, 2, 3, 5, tzinfo=timezone.utc)
+    assert transitions.expiry(task("STARTED"), 60) is None
 
 
 # ------------------------------------------------------------ every failure names its cause (#11)
@@ -293,9 +293,9 @@ def record_then_finish(pods_while_running, job_at_end, pods_at_end, spec=None, l
     """Feed the operator the running pods (it records the attempt), then the end."""
     running_task = task("STARTED", spec=spec, reason="Running", jobName="lt-t1", attempts=1,
                         startedAt="2025-01-02T03:01:00Z")
-    first = status.observe(running_task, job(), pods_while_running, NOW, log_tail=log)
+    first = transitions.observe(running_task, job(), pods_while_running, NOW, log_tail=log)
     assert first is not None and first.state == "STARTED"
-    return first, status.observe(stored(first, spec), job_at_end, pods_at_end, NOW)
+    return first, transitions.observe(stored(first, spec), job_at_end, pods_at_end, NOW)
 
 
 @pytest.mark.parametrize(
@@ -318,17 +318,17 @@ def test_a_disrupted_pod_that_is_gone_at_the_end_keeps_its_cause_attempts_and_st
 def test_attempts_come_from_the_job_counters_when_the_pods_are_gone():
     gone = failed_job(failed=3)
     gone["status"]["uncountedTerminatedPods"] = {"failed": ["uid-4"]}
-    t = status.observe(task("STARTED", startedAt="2025-01-02T03:01:00Z"), gone, [], NOW)
+    t = transitions.observe(task("STARTED", startedAt="2025-01-02T03:01:00Z"), gone, [], NOW)
     assert t.status["attempts"] == 4
     # Never less than what the status already said.
-    t = status.observe(task("STARTED", attempts=5), failed_job(failed=1), [], NOW)
+    t = transitions.observe(task("STARTED", attempts=5), failed_job(failed=1), [], NOW)
     assert t.status["attempts"] == 5
 
 
 def test_a_pod_that_never_ran_does_not_count_as_an_attempt():
     never = with_status(pod("p1", "2025-01-02T03:00:00Z", "waiting"), phase="Failed", reason="Evicted",
                         message="The node was low on resource: memory.")
-    t = status.observe(task(), failed_job(failed=1), [never], NOW)
+    t = transitions.observe(task(), failed_job(failed=1), [never], NOW)
     assert t.status["attempts"] == 0
     assert (t.reason, t.status["error"]["type"]) == ("Evicted", "Evicted")
     assert "low on resource" in t.status["error"]["message"]
@@ -337,7 +337,7 @@ def test_a_pod_that_never_ran_does_not_count_as_an_attempt():
 def test_kubelet_node_pressure_eviction_is_evicted():
     p = with_status(pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 137), phase="Failed", reason="Evicted",
                     message="The node was low on resource: memory.")
-    t = status.observe(task(), failed_job(), [p], NOW)
+    t = transitions.observe(task(), failed_job(), [p], NOW)
     assert t.reason == "Evicted" and t.status["attempts"] == 1
 
 
@@ -346,7 +346,7 @@ def test_oom_killed_names_the_memory_limit(limit, fragment):
     p = pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 137)
     p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
     spec = {"resources": {"limits": {"memory": limit}}} if limit else {}
-    t = status.observe(task(spec=spec), failed_job(), [p], NOW)
+    t = transitions.observe(task(spec=spec), failed_job(), [p], NOW)
     assert (t.state, t.reason) == ("FAILURE", "OOMKilled")
     assert fragment in t.status["error"]["message"] and "exit code 137" in t.status["error"]["message"]
     assert t.status["error"]["type"] == "OOMKilled"
@@ -357,7 +357,7 @@ def test_deadline_keeps_the_last_attempts_exception():
     raised = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
     # The deadline's own kill of the running retry is not the task's failure.
     killed = deleting(pod("p2", "2025-01-02T03:02:00Z", "terminated", None, 143, started="2025-01-02T03:02:10Z"))
-    t = status.observe(task(spec={"timeoutSeconds": 5}), failed_job("DeadlineExceeded", 2), [raised, killed], NOW)
+    t = transitions.observe(task(spec={"timeoutSeconds": 5}), failed_job("DeadlineExceeded", 2), [raised, killed], NOW)
     assert (t.state, t.reason) == ("FAILURE", "DeadlineExceeded")
     assert t.status["error"] == error
     assert "timeoutSeconds=5" in t.message and "ValueError: boom" in t.message
@@ -376,7 +376,7 @@ def test_deadline_job_failure_target_does_not_record_the_killed_pod():
     raised = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
     killed = deleting(pod("p2", "2025-01-02T03:02:00Z", "running", started="2025-01-02T03:02:10Z"))
     failing = job(("FailureTarget", "DeadlineExceeded"))
-    t = status.observe(task("STARTED", spec={"timeoutSeconds": 5}), failing, [raised, killed], NOW)
+    t = transitions.observe(task("STARTED", spec={"timeoutSeconds": 5}), failing, [raised, killed], NOW)
     assert t.status["lastAttempt"]["error"] == error
 
 
@@ -388,7 +388,7 @@ def test_a_deleted_pod_is_pod_deleted():
 
 
 def test_a_pod_gone_without_any_trace_is_pod_deleted_with_the_jobs_words():
-    t = status.observe(task("STARTED", attempts=1), failed_job(message="Job has reached the specified backoff limit"),
+    t = transitions.observe(task("STARTED", attempts=1), failed_job(message="Job has reached the specified backoff limit"),
                        [], NOW)
     assert t.reason == "PodDeleted"
     assert "backoff limit" in t.status["error"]["message"]
@@ -398,7 +398,7 @@ def test_a_failed_attempt_is_recorded_while_the_job_retries():
     error = {"type": "ValueError", "message": "boom", "traceback": "tb"}
     failed_pod = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
     retry = pod("p2", "2025-01-02T03:02:00Z", "running", started="2025-01-02T03:02:10Z")
-    t = status.observe(started(), job(), [failed_pod, retry], NOW, log_tail=("p1", "line 1\nline 2\n"))
+    t = transitions.observe(started(), job(), [failed_pod, retry], NOW, log_tail=("p1", "line 1\nline 2\n"))
     assert (t.state, t.reason) == ("STARTED", "Running")
     assert t.status["attempts"] == 2
     last = t.status["lastAttempt"]
@@ -412,7 +412,7 @@ def test_a_new_attempt_record_nulls_the_previous_ones_fields_in_the_patch():
     previous = {"pod": "p1", "reason": "TaskRaised", "message": "E: x", "exitCode": 1,
                 "error": {"type": "E", "message": "x", "traceback": ""}, "logTail": "old log"}
     evicted = disrupted(deleting(pod("p2", "2025-01-02T03:02:00Z", "running")), "EvictionByEvictionAPI")
-    t = status.observe(started(lastAttempt=previous), job(), [evicted], NOW)
+    t = transitions.observe(started(lastAttempt=previous), job(), [evicted], NOW)
     last = t.status["lastAttempt"]
     assert last["pod"] == "p2" and last["reason"] == "Evicted"
     # JSON merge patch: a key left out would keep p1's error and log under p2.
@@ -422,15 +422,15 @@ def test_a_new_attempt_record_nulls_the_previous_ones_fields_in_the_patch():
 def test_which_pod_log_to_read():
     error = {"type": "E", "message": "x", "traceback": ""}
     failed_pod = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
-    assert status.pod_needing_log(started(), job(), [failed_pod]) == "p1"
+    assert transitions.pod_needing_log(started(), job(), [failed_pod]) == "p1"
     have = {"pod": "p1", "reason": "TaskRaised", "message": "E: x", "exitCode": 1, "logTail": "..."}
-    assert status.pod_needing_log(started(lastAttempt=have), job(), [failed_pod]) is None
+    assert transitions.pod_needing_log(started(lastAttempt=have), job(), [failed_pod]) is None
     # Read while being evicted (no exit code yet), read again once it has ended.
     early = {"pod": "p1", "reason": "Evicted", "message": "m", "logTail": "..."}
     ended = disrupted(deleting(pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 143)), "EvictionByEvictionAPI")
-    assert status.pod_needing_log(started(lastAttempt=early), job(), [ended]) == "p1"
+    assert transitions.pod_needing_log(started(lastAttempt=early), job(), [ended]) == "p1"
     # Nothing failed, or the pod never ran: nothing to read.
-    assert status.pod_needing_log(started(), job(), [pod("p1", "2025-01-02T03:00:00Z", "running")]) is None
+    assert transitions.pod_needing_log(started(), job(), [pod("p1", "2025-01-02T03:00:00Z", "running")]) is None
 
 
 def test_the_log_tail_outlives_the_pod():
@@ -446,13 +446,13 @@ def test_unschedulable_stays_pending_with_the_schedulers_message():
     p["status"] = {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
          "message": "0/1 nodes are available: 1 Insufficient memory."}]}
-    t = status.observe(task("PENDING", reason="Pending", jobName="lt-t1"), job(), [p], NOW + timedelta(days=1))
+    t = transitions.observe(task("PENDING", reason="Pending", jobName="lt-t1"), job(), [p], NOW + timedelta(days=1))
     assert (t.state, t.reason) == ("PENDING", "Unschedulable")
     assert t.status["message"] == "0/1 nodes are available: 1 Insufficient memory."
     assert condition(t.status)["status"] == "Unknown"
     # Written once.
     seen = stored(t)
-    assert status.observe(seen, job(), [p], NOW + timedelta(days=2)) is None
+    assert transitions.observe(seen, job(), [p], NOW + timedelta(days=2)) is None
 
 
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
@@ -460,10 +460,10 @@ def test_unschedulable_stays_pending_with_the_schedulers_message():
 def test_a_container_that_cannot_start_fails_after_the_bounded_wait(reason):
     created = "2025-01-02T03:00:00Z"
     p = waiting_pod("p1", created, reason, "kubelet says: no such image")
-    early = status.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 1, tzinfo=timezone.utc), start_timeout_seconds=120)
+    early = transitions.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 1, tzinfo=timezone.utc), start_timeout_seconds=120)
     assert (early.state, early.reason) == ("PENDING", reason)
     assert "kubelet says: no such image" in early.message and "2025-01-02T03:02:00Z" in early.message
-    late = status.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 2, tzinfo=timezone.utc), start_timeout_seconds=120)
+    late = transitions.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 2, tzinfo=timezone.utc), start_timeout_seconds=120)
     assert (late.state, late.reason) == ("FAILURE", reason)
     assert late.status["error"]["type"] == reason
     assert "kubelet says: no such image" in late.status["error"]["message"] and "120s" in late.message
@@ -473,20 +473,20 @@ def test_a_container_that_cannot_start_fails_after_the_bounded_wait(reason):
 @pytest.mark.parametrize("reason", ["InvalidImageName", "ErrImageNeverPull"])
 def test_a_container_that_can_never_start_fails_at_once(reason):
     p = waiting_pod("p1", "2025-01-02T03:00:00Z", reason, "bad name")
-    t = status.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 0, 1, tzinfo=timezone.utc))
+    t = transitions.observe(task(), job(), [p], datetime(2025, 1, 2, 3, 0, 1, tzinfo=timezone.utc))
     assert (t.state, t.reason) == ("FAILURE", reason)
 
 
 def test_container_creating_is_not_stuck():
     p = waiting_pod("p1", "2025-01-02T03:00:00Z", "ContainerCreating")
-    t = status.observe(task(), job(), [p], NOW + timedelta(days=1), start_timeout_seconds=1)
+    t = transitions.observe(task(), job(), [p], NOW + timedelta(days=1), start_timeout_seconds=1)
     assert (t.state, t.reason) == ("PENDING", "Pending")
 
 
 def test_status_texts_stay_within_the_crd_bounds():
     error = {"type": "T" * 1000, "message": "m" * 9000, "traceback": "t" * 9000 + "END"}
     p = pod("p1", "2025-01-02T03:00:00Z", "terminated", report(ok=False, error=error), 1)
-    t = status.observe(task(), failed_job(), [p], NOW, log_tail=("p1", "x" * 100_000))
+    t = transitions.observe(task(), failed_job(), [p], NOW, log_tail=("p1", "x" * 100_000))
     assert len(t.status["error"]["type"]) <= 256 and len(t.status["error"]["message"]) <= 4096
     assert len(t.status["error"]["traceback"]) <= 4096 and t.status["error"]["traceback"].endswith("END")
     assert len(t.status["message"]) <= 1024 and t.status["message"].endswith("...[cut]")
@@ -496,24 +496,24 @@ def test_status_texts_stay_within_the_crd_bounds():
 
 def test_the_job_of_a_task_that_could_not_start_is_stopped():
     failed = task("FAILURE", reason="ImagePullBackOff")
-    assert status.job_to_stop(failed, job()) is True
-    assert status.job_to_stop(failed, job(("Failed", "DeadlineExceeded"))) is False  # already over
-    assert status.job_to_stop(failed, None) is False
+    assert transitions.job_to_stop(failed, job()) is True
+    assert transitions.job_to_stop(failed, job(("Failed", "DeadlineExceeded"))) is False  # already over
+    assert transitions.job_to_stop(failed, None) is False
     deleting_job = job()
     deleting_job["metadata"]["deletionTimestamp"] = "2025-01-02T03:04:00Z"
-    assert status.job_to_stop(failed, deleting_job) is False
+    assert transitions.job_to_stop(failed, deleting_job) is False
     # Other failures end with their Job; a running task keeps its Job.
-    assert status.job_to_stop(task("FAILURE", reason="TaskRaised"), job()) is False
-    assert status.job_to_stop(task("PENDING", reason="ImagePullBackOff"), job()) is False
+    assert transitions.job_to_stop(task("FAILURE", reason="TaskRaised"), job()) is False
+    assert transitions.job_to_stop(task("PENDING", reason="ImagePullBackOff"), job()) is False
 
 
 def test_when_to_look_again_at_a_container_that_cannot_start():
     stuck = waiting_pod("p1", "2025-01-02T03:00:00Z", "ImagePullBackOff")
     at = datetime(2025, 1, 2, 3, 0, 40, tzinfo=timezone.utc)
-    assert status.seconds_until_start_timeout([stuck], at, 60) == 20
-    assert status.seconds_until_start_timeout([stuck], at + timedelta(minutes=5), 60) == 0
-    assert status.seconds_until_start_timeout([pod("p1", "2025-01-02T03:00:00Z", "running")], at, 60) is None
-    assert status.seconds_until_start_timeout([], at, 60) is None
+    assert transitions.seconds_until_start_timeout([stuck], at, 60) == 20
+    assert transitions.seconds_until_start_timeout([stuck], at + timedelta(minutes=5), 60) == 0
+    assert transitions.seconds_until_start_timeout([pod("p1", "2025-01-02T03:00:00Z", "running")], at, 60) is None
+    assert transitions.seconds_until_start_timeout([], at, 60) is None
 
 
 def test_a_view_without_the_report_does_not_overwrite_the_recorded_attempt():
@@ -522,14 +522,14 @@ def test_a_view_without_the_report_does_not_overwrite_the_recorded_attempt():
                 "error": error, "logTail": "log\n"}
     # The same pod as the operator's cache may show it: exit code, no termination message.
     slim = pod("p1", "2025-01-02T03:00:00Z", "terminated", None, 1)
-    assert status.observe(started(lastAttempt=recorded), job(), [slim], NOW) is None
-    end = status.observe(started(lastAttempt=recorded), failed_job(), [slim], NOW)
+    assert transitions.observe(started(lastAttempt=recorded), job(), [slim], NOW) is None
+    end = transitions.observe(started(lastAttempt=recorded), failed_job(), [slim], NOW)
     assert end.reason == "TaskRaised" and end.status["error"] == error
 
 
 def test_the_log_of_a_pod_taken_away_before_its_status_said_running_is_read():
     p = disrupted(deleting(pod("p1", "2025-01-02T03:00:00Z", "waiting")), "EvictionByEvictionAPI")
-    assert status.pod_needing_log(started(), job(), [p]) == "p1"
+    assert transitions.pod_needing_log(started(), job(), [p]) == "p1"
     # A pod that failed without being taken away and never ran has no log to read.
     never = with_status(pod("p2", "2025-01-02T03:00:00Z", "waiting"), phase="Failed")
-    assert status.pod_needing_log(started(), job(), [never]) is None
+    assert transitions.pod_needing_log(started(), job(), [never]) is None

@@ -1,4 +1,5 @@
-"""What a LimeTask's status should say, computed from the task, its Job and its pods.
+"""The transitions of a LimeTask's state: what its status should say, computed from the
+task, its Job and its pods.
 
 Pure functions only: the reconciler feeds in what it read from the API and writes back
 what comes out. Keeping the decisions here means every state and reason can be unit
