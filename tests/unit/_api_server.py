@@ -16,6 +16,7 @@ import uvicorn
 from devcluster.testing import free_loopback_port
 from lime_task_api.app import create_app
 from lime_task_api.auth import Authenticator, key_digest
+from lime_task_api.bodies import RequestProblem
 from lime_task_api.service import ListExpired, TaskService
 from lime_task_api.settings import parse_settings
 
@@ -96,6 +97,10 @@ class FakeBackend:
             # The label selector, as the API server applies it.
             names = sorted(n for n, o in self.objects.items()
                            if (o["metadata"].get("labels") or {}).get("limetask.dev/app") in apps)
+            if continue_token and not continue_token.isdigit():
+                # The API server answers 400 to a token it did not issue; KubeBackend
+                # turns that into this RequestProblem.
+                raise RequestProblem(400, "BadRequest", "the continue token is not valid", "continue")
             start = int(continue_token or 0)
             page = names[start:start + limit]
             rest = start + limit < len(names)
