@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional
 
 from pydantic import ValidationError
 
-from lime_task import values
+from lime_task import run_options, values
 from lime_task.errors import InvalidTaskError
 from lime_task.models import LimeTaskSpec
 from lime_task.sending import build_spec
@@ -34,16 +34,10 @@ from lime_task.sending import build_spec
 # room for every task the library accepts while bounding what one request may hold.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
-# The request members and the run options, by their JSON names (the CRD's spec names).
+# The request members and the run options, by their JSON names (the CRD's spec names):
+# wire name -> build_spec keyword, from the one definition (lime_task.run_options).
 REQUEST_MEMBERS = ("task", "app", "args", "kwargs", "options")
-OPTION_NAMES = {
-    "timeoutSeconds": "timeout_seconds",
-    "retries": "retries",
-    "image": "image",
-    "resources": "resources",
-    "ttlSecondsAfterFinished": "ttl_seconds_after_finished",
-}
-_INT_OPTIONS = ("timeoutSeconds", "retries", "ttlSecondsAfterFinished")
+OPTION_NAMES = {option.wire: option.name for option in run_options.OPTIONS}
 # Python field name (pydantic loc) -> request field, for refusals build_spec reports.
 _SPEC_FIELDS = {
     "task": "task",
@@ -133,13 +127,15 @@ def _is_int(value: Any) -> bool:
     return type(value) is int  # bool is an int subclass; 5.0 and "5" are not ints here
 
 
-def _check_resources(value: Any) -> None:
+def _check_quantities(option: run_options.RunOption, value: Any) -> None:
+    """An object option (resources): its members (limits, requests) map names to
+    Kubernetes quantities, a string or an integer each; 422 naming the member."""
     if not isinstance(value, dict):
-        raise _invalid(f"options.resources must be an object, got {_json_type(value)}", "options.resources")
+        raise _invalid(f"options.{option.wire} must be an object, got {_json_type(value)}", f"options.{option.wire}")
     for part, quantities in value.items():
-        where = f"options.resources.{part}"
-        if part not in ("limits", "requests"):
-            raise _invalid(f"{where}: unknown member; only limits and requests", where)
+        where = f"options.{option.wire}.{part}"
+        if part not in option.members:
+            raise _invalid(f"{where}: unknown member; only {' and '.join(option.members)}", where)
         if not isinstance(quantities, dict):
             raise _invalid(f"{where} must be an object, got {_json_type(quantities)}", where)
         for name, quantity in quantities.items():
@@ -185,12 +181,13 @@ def parse_new_task(body: Any) -> NewTask:
             raise _invalid(f"unknown option {name!r}; the options are {', '.join(OPTION_NAMES)}", where)
         if value is None:
             continue  # null: the default, as None is for send_task_with_options
-        if name in _INT_OPTIONS and not _is_int(value):
+        option = run_options.BY_WIRE[name]
+        if option.kind is int and not _is_int(value):
             raise _invalid(f"{where} must be an integer, got {_json_type(value)}", where)
-        if name == "image" and not isinstance(value, str):
+        if option.kind is str and not isinstance(value, str):
             raise _invalid(f"{where} must be a string, got {_json_type(value)}", where)
-        if name == "resources":
-            _check_resources(value)
+        if option.kind is dict:
+            _check_quantities(option, value)
         chosen[OPTION_NAMES[name]] = value
     return NewTask(task=task, app=app, args=args, kwargs=kwargs, options=chosen)
 

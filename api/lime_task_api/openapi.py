@@ -3,7 +3,8 @@ into docs/openapi.json (a unit test keeps the two equal: regenerate with
 ``python -m lime_task_api openapi > docs/openapi.json``).
 
 Written out rather than derived from type hints, because the request rules are the
-library's (lime_task_api.bodies); the limits quoted here come from the same constants.
+library's (lime_task_api.bodies); the limits quoted here come from the same constants,
+and the run options' schemas from their one definition (lime_task.run_options).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lime_task import run_options
 from lime_task.constants import MAX_ARGUMENTS_BYTES, STATES
-from lime_task.models import APP_NAME_MAX, APP_NAME_PATTERN, MAX_RETRIES, MAX_TIMEOUT_SECONDS, TASK_PATH_MAX
+from lime_task.models import APP_NAME_MAX, APP_NAME_PATTERN, TASK_PATH_MAX
 
 from .bodies import DEFAULT_MAX_BODY_BYTES, MAX_WAIT_PARAMETER, OPTION_NAMES
 from .settings import DEFAULT_MAX_WAIT_SECONDS
@@ -26,6 +28,19 @@ def _ref(name: str) -> dict[str, str]:
 
 def _json(schema: str) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(schema)}}
+
+
+def _option_schema(option: run_options.RunOption) -> dict[str, Any]:
+    """The JSON Schema of one run option in a request body (null: the default)."""
+    if option.kind is dict:
+        return {"type": ["object", "null"], "properties": {member: {"type": "object"} for member in option.members},
+                "additionalProperties": False}
+    schema: dict[str, Any] = {"type": [{int: "integer", str: "string"}[option.kind], "null"]}
+    if option.low is not None:
+        schema["minimum"] = option.low
+    if option.high is not None:
+        schema["maximum"] = option.high
+    return schema
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -192,15 +207,7 @@ def document() -> dict[str, Any]:
                 "Options": {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {
-                        "timeoutSeconds": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TIMEOUT_SECONDS},
-                        "retries": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_RETRIES},
-                        "image": {"type": ["string", "null"]},
-                        "resources": {"type": ["object", "null"], "properties": {
-                            "limits": {"type": "object"}, "requests": {"type": "object"}},
-                            "additionalProperties": False},
-                        "ttlSecondsAfterFinished": {"type": ["integer", "null"], "minimum": 0},
-                    },
+                    "properties": {option.wire: _option_schema(option) for option in run_options.OPTIONS},
                     "description": "Run options (" + ", ".join(OPTION_NAMES) + "); null means the default.",
                 },
                 "Task": {

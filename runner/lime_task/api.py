@@ -29,7 +29,7 @@ import re
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from . import http_client, kube, values
+from . import http_client, kube, run_options, values
 from .config import choose_namespace
 from .constants import ENV_NAMESPACE, TERMINAL_STATES
 from .errors import NotFoundError
@@ -215,41 +215,35 @@ def send_task_with_options(
     args: Sequence[Any] = (),
     kwargs: Optional[Mapping[str, Any]] = None,
     *,
-    timeout_seconds: Optional[int] = None,
-    retries: Optional[int] = None,
-    image: Optional[str] = None,
-    resources: Optional[Mapping[str, Any]] = None,
-    ttl_seconds_after_finished: Optional[int] = None,
     namespace: Optional[str] = None,
+    **options: Any,
 ) -> TaskStatus:
     """Send a task with run options; returns its PENDING TaskStatus.
 
-    `task_name` is the dotted path of a @task function (or the function itself); options
-    left as None fall back to its @task defaults when the sending process imported it,
-    else to the cluster's defaults. Raises InvalidTaskError (a ValueError) naming the
-    problem, before creating anything, for arguments that are not JSON, too large
+    `task_name` is the dotted path of a @task function (or the function itself); the
+    run options (keywords, lime_task.run_options) left as None fall back to its @task
+    defaults when the sending process imported it, else to the cluster's defaults.
+    Raises TypeError for an unknown keyword, and InvalidTaskError (a ValueError) naming
+    the problem, before creating anything, for arguments that are not JSON, too large
     (lime_task.constants.MAX_ARGUMENTS_BYTES) or otherwise invalid.
+
+    Run options:
+{options}
     """
+    run_options.check_names("send_task_with_options()", options)
     name, defaults = task_name_and_options(task_name)
     app_name = app_name_of(app)
-    spec = build_spec(
-        name,
-        app_name,
-        args,
-        kwargs,
-        defaults=defaults,
-        timeout_seconds=timeout_seconds,
-        retries=retries,
-        image=image,
-        resources=resources,
-        ttl_seconds_after_finished=ttl_seconds_after_finished,
-    )
+    spec = build_spec(name, app_name, args, kwargs, defaults=defaults, **options)
     if http_client.api_url():  # client mode: the HTTP API creates it (checked above, the same way)
         return http_client.send(spec, args, kwargs or {}, namespace)
     connection = kube.connect()
     target = resolve_namespace(namespace, connection)
     created = kube.create_task(connection, target, build_task_object(spec, new_task_id(), target))
     return TaskStatus.from_object(created)
+
+
+run_options.with_option_keywords(send_task_with_options)
+send_task_with_options.__doc__ = (send_task_with_options.__doc__ or "").replace("{options}", run_options.options_doc())
 
 
 def send_task(task_name: Any, app: Any, *args: Any, **kwargs: Any) -> TaskStatus:

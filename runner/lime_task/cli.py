@@ -73,10 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--kwarg", action="append", default=[], metavar="NAME=VALUE", help="a keyword argument (repeatable); VALUE as for ARGS"
     )
-    send.add_argument("--timeout", type=cli_args.task_timeout, metavar="SECONDS", help="the task's time limit")
-    send.add_argument("--retries", type=cli_args.retries, help="how often a task that raised is retried (0-20)")
-    send.add_argument("--image", help="the task pod's image (the operator may refuse images it does not allow)")
-    send.add_argument("--ttl", type=cli_args.ttl_seconds, metavar="SECONDS", help="keep the finished task this long")
+    cli_args.add_run_options(send)
     send.add_argument("--wait", action="store_true", help="wait for the task to finish and show its status")
     send.add_argument(
         "--wait-timeout", type=cli_args.wait_seconds, metavar="SECONDS", help="with --wait: give up after this long"
@@ -238,11 +235,8 @@ def cmd_send(options: argparse.Namespace, io: Io) -> int:
         options.app,
         options.values,
         options.kwargs,
-        timeout_seconds=options.timeout,
-        retries=options.retries,
-        image=options.image,
-        ttl_seconds_after_finished=options.ttl,
         namespace=options.namespace,
+        **cli_args.run_options_of(options),
     )
     if not options.wait:
         if options.output == "json":

@@ -10,10 +10,10 @@ import argparse
 import enum
 import json
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+from . import run_options
 from .constants import STATES
-from .models import MAX_RETRIES, MAX_TIMEOUT_SECONDS
 
 
 class ExitCode(enum.IntEnum):
@@ -90,18 +90,29 @@ def _bounded_int(text: str, what: str, low: int, high: int | None) -> int:
     return value
 
 
-def task_timeout(text: str) -> int:
-    """--timeout of `send`: the task's spec.timeoutSeconds, bounded like the CRD."""
-    return _bounded_int(text, "--timeout (seconds)", 1, MAX_TIMEOUT_SECONDS)
+def option_value(option: run_options.RunOption) -> Callable[[str], Any]:
+    """The argparse type of a run option's flag: for an int option a whole number
+    within its bounds (the CRD's), refused naming the flag and unit, e.g.
+    ``--timeout (seconds) must be between 1 and 604800``; else the text as typed."""
+    if option.kind is not int:
+        return str
+    what = f"{option.cli_flag} ({option.unit})" if option.unit else str(option.cli_flag)
+    low = option.low if option.low is not None else -(2**63)
+    return lambda text: _bounded_int(text, what, low, option.high)
 
 
-def ttl_seconds(text: str) -> int:
-    """--ttl of `send`: the task's spec.ttlSecondsAfterFinished (>= 0, like the CRD)."""
-    return _bounded_int(text, "--ttl (seconds)", 0, None)
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of the run options that have one (run_options.CLI_OPTIONS), for `send`
+    and `schedule create`; read them back with :func:`run_options_of`."""
+    for option in run_options.CLI_OPTIONS:
+        parser.add_argument(option.cli_flag, type=option_value(option), metavar=option.unit.upper() or None,
+                            help=option.doc)
 
 
-def retries(text: str) -> int:
-    return _bounded_int(text, "--retries", 0, MAX_RETRIES)
+def run_options_of(parsed: argparse.Namespace) -> dict[str, Any]:
+    """The run options a command line gave, as keywords of send_task_with_options
+    (None for a flag not given)."""
+    return {option.name: getattr(parsed, str(option.cli_dest)) for option in run_options.CLI_OPTIONS}
 
 
 def wait_seconds(text: str) -> float:

@@ -62,10 +62,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                         help="finished SUCCESS tasks to keep (default 3)")
     create.add_argument("--failed-history", type=_count("--failed-history", 0, 100), metavar="N",
                         help="finished FAILURE tasks to keep (default 1)")
-    create.add_argument("--timeout", type=cli_args.task_timeout, metavar="SECONDS", help="each task's time limit")
-    create.add_argument("--retries", type=cli_args.retries, help="how often a task that raised is retried (0-20)")
-    create.add_argument("--image", help="the task pods' image")
-    create.add_argument("--ttl", type=cli_args.ttl_seconds, metavar="SECONDS", help="keep each finished task this long")
+    cli_args.add_run_options(create)  # each run's
     action("list", "list the schedules")
     action("get", "show a schedule")
     action("suspend", "stop starting new runs (running tasks go on)")
@@ -163,8 +160,7 @@ def run(options: argparse.Namespace, io: Any) -> int:
             time_zone=options.time_zone, concurrency_policy=options.concurrency_policy,
             starting_deadline_seconds=options.starting_deadline, suspend=options.suspend,
             successful_history=options.successful_history, failed_history=options.failed_history,
-            timeout_seconds=options.timeout, retries=options.retries, image=options.image,
-            ttl_seconds_after_finished=options.ttl)
+            **cli_args.run_options_of(options))
         created = schedules.create_schedule(body, namespace)
         io.print(cli_output.dumps(summary(created)) if as_json else f"created schedule {created['metadata']['name']}")
     elif options.action == "list":

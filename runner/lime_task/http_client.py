@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from . import run_options
 from .constants import STATES
 from .errors import InvalidTaskError, NotFoundError
 
@@ -133,15 +134,9 @@ def _status(view: Mapping[str, Any]) -> Any:
 def send(spec: Any, args: Sequence[Any], kwargs: Mapping[str, Any], namespace: Optional[str]) -> Any:
     """POST /v1/tasks for a spec `lime_task.sending.build_spec` already accepted (so a
     refusal happens before any request, as in direct mode): a PENDING TaskStatus."""
-    options = {
-        "timeoutSeconds": spec.timeout_seconds,
-        "retries": spec.retries,
-        "image": spec.image,
-        "resources": spec.resources.to_wire() if spec.resources is not None else None,
-        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-    }
+    wire = spec.to_wire()  # the run options by their spec names, which the body's options use
     body = {"task": spec.task, "app": spec.app, "args": list(args), "kwargs": dict(kwargs),
-            "options": {k: v for k, v in options.items() if v is not None}}
+            "options": {option.wire: wire[option.wire] for option in run_options.OPTIONS if option.wire in wire}}
     _, view = request("POST", "/v1/tasks", body, query={"namespace": namespace})
     return _status(view)
 

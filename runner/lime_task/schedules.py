@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import ValidationError
 
-from . import kube, timestamps
+from . import kube, run_options, timestamps
 from .constants import (ANNOTATION_INSTANTIATE, ANNOTATION_SCHEDULED_AT, API_VERSION, KIND, LABEL_APP,
                         LABEL_SCHEDULE, SCHEDULE_KIND)
 from .errors import InvalidTaskError, NotFoundError
@@ -87,19 +87,19 @@ def build_schedule(name: str, schedule: str, task: str, app: str, args: Sequence
                    kwargs: Optional[Mapping[str, Any]] = None, *, time_zone: Optional[str] = None,
                    concurrency_policy: Optional[str] = None, starting_deadline_seconds: Optional[int] = None,
                    suspend: bool = False, successful_history: Optional[int] = None,
-                   failed_history: Optional[int] = None, timeout_seconds: Optional[int] = None,
-                   retries: Optional[int] = None, image: Optional[str] = None,
-                   ttl_seconds_after_finished: Optional[int] = None) -> dict[str, Any]:
-    """A LimeTaskSchedule body. The template is checked as send_task checks a task
-    (InvalidTaskError naming the field); the cron expression and time zone are checked
-    by the API server (shape) and the operator (values, reported in the Ready condition).
+                   failed_history: Optional[int] = None, **options: Any) -> dict[str, Any]:
+    """A LimeTaskSchedule body. `options` are the run options of each task (keywords of
+    lime_task.run_options). The template is checked as send_task checks a task
+    (InvalidTaskError naming the field; TypeError for an unknown option); the cron
+    expression and time zone are checked by the API server (shape) and the operator
+    (values, reported in the Ready condition).
     """
+    run_options.check_names("build_schedule()", options)
     if concurrency_policy is not None and concurrency_policy not in POLICIES:
         raise InvalidTaskError(f"concurrency policy {concurrency_policy!r} is not one of {', '.join(POLICIES)}")
     try:
         spec = LimeTaskSpec(task=task, app=app, args=list(args), kwargs=dict(kwargs or {}),
-                            timeout_seconds=timeout_seconds, retries=retries or 0, image=image,
-                            ttl_seconds_after_finished=ttl_seconds_after_finished)
+                            **run_options.given(options))
         spec.check_arguments_size()
     except ValidationError as error:
         raise InvalidTaskError(f"invalid task template: {describe_errors(error, 'template')}") from None
@@ -111,6 +111,9 @@ def build_schedule(name: str, schedule: str, task: str, app: str, args: Sequence
                 "successfulTasksHistoryLimit": successful_history, "failedTasksHistoryLimit": failed_history}
     body.update({key: value for key, value in optional.items() if value is not None})
     return {"apiVersion": API_VERSION, "kind": SCHEDULE_KIND, "metadata": {"name": name}, "spec": body}
+
+
+run_options.with_option_keywords(build_schedule)
 
 
 def run_now_name(schedule_name: str) -> str:

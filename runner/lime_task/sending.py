@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from pydantic import ValidationError
 
-from . import values
+from . import run_options, values
 from .constants import API_VERSION, KIND, LABEL_APP, MAX_ARGUMENTS_BYTES
 from .errors import InvalidTaskError
 from .models import TASK_PATH_MAX, LimeTaskSpec, describe_errors
@@ -72,13 +72,16 @@ def build_spec(
     kwargs: Optional[Mapping[str, Any]] = None,
     *,
     defaults: Optional[TaskOptions] = None,
-    timeout_seconds: Optional[int] = None,
-    retries: Optional[int] = None,
-    image: Optional[str] = None,
-    resources: Optional[Mapping[str, Any]] = None,
-    ttl_seconds_after_finished: Optional[int] = None,
+    **options: Any,
 ) -> LimeTaskSpec:
-    """The validated spec; explicit options win over the @task defaults."""
+    """The validated spec of `task_name(app, *args, **kwargs)` for `app_name`.
+
+    `options` are run options (run_options.OPTIONS) by keyword; those given (not None)
+    win over the @task `defaults`. Raises TypeError for an unknown option keyword, and
+    InvalidTaskError naming the field for anything LimeTaskSpec or lime_task.values
+    refuses (the rules of the CRD and of exact values), before anything is created.
+    """
+    run_options.check_names("build_spec()", options)
     kwargs = dict(kwargs or {})
     if type(args) not in (list, tuple):
         raise InvalidTaskError(f"args of task {task_name!r} must be a list or tuple, got {type(args).__name__}")
@@ -88,19 +91,13 @@ def build_spec(
             "that the event routing key core.task.<name>.failure.v1 fits AMQP's 255 bytes"
         )
     check_json_arguments(task_name, args, kwargs)
-    options: dict[str, Any] = dict(defaults.defaults()) if defaults else {}
-    explicit = {
-        "timeout_seconds": timeout_seconds,
-        "retries": retries,
-        "image": image,
-        "resources": dict(resources) if resources is not None else None,
-        "ttl_seconds_after_finished": ttl_seconds_after_finished,
-    }
-    options.update({key: value for key, value in explicit.items() if value is not None})
+    chosen: dict[str, Any] = {**(defaults.defaults() if defaults else {}), **run_options.given(options)}
+    # A mapping (resources) as a dict of its own: pydantic takes no other Mapping.
+    chosen = {key: dict(value) if isinstance(value, Mapping) else value for key, value in chosen.items()}
     try:
         # Copies, so that changing the caller's objects later does not change the task.
         spec = LimeTaskSpec(
-            task=task_name, app=app_name, args=copy.deepcopy(list(args)), kwargs=copy.deepcopy(kwargs), **options
+            task=task_name, app=app_name, args=copy.deepcopy(list(args)), kwargs=copy.deepcopy(kwargs), **chosen
         )
     except ValidationError as error:
         raise InvalidTaskError(f"invalid task {task_name!r}: {describe_errors(error, 'spec')}") from None
@@ -109,6 +106,9 @@ def build_spec(
     except ValueError as error:
         raise InvalidTaskError(f"task {task_name!r}: {error}") from None
     return spec
+
+
+run_options.with_option_keywords(build_spec)
 
 
 def new_task_id() -> str:

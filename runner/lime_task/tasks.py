@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, overload
 
-from .models import MAX_RETRIES, MAX_TIMEOUT_SECONDS, TASK_PATH_MAX, TASK_PATH_PATTERN
+from . import run_options
+from .models import TASK_PATH_MAX, TASK_PATH_PATTERN
 
 MARKER = "__lime_task__"
 
@@ -32,21 +33,16 @@ _registry: dict[str, Callable[..., Any]] = {}
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """What `@task(...)` recorded about a function: its task name and run defaults."""
+    """What `@task(...)` recorded about a function: its task name and the run options it
+    gave as defaults, as ``(name, value)`` pairs of `run_options.TASK_DEFAULTS` (a tuple,
+    so that the record stays immutable)."""
 
     name: str
-    retries: Optional[int] = None
-    timeout_seconds: Optional[int] = None
-    ttl_seconds_after_finished: Optional[int] = None
+    given: tuple[tuple[str, Any], ...] = ()
 
-    def defaults(self) -> dict[str, int]:
+    def defaults(self) -> dict[str, Any]:
         """The run options `send_task` takes from the decorator when not given explicitly."""
-        values = {
-            "retries": self.retries,
-            "timeout_seconds": self.timeout_seconds,
-            "ttl_seconds_after_finished": self.ttl_seconds_after_finished,
-        }
-        return {key: value for key, value in values.items() if value is not None}
+        return dict(self.given)
 
 
 class TaskLoadError(Exception):
@@ -57,14 +53,16 @@ class TaskLoadError(Exception):
     """
 
 
-def _check_int(owner: str, option: str, value: Optional[int], low: int, high: Optional[int]) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"@task option {option} of {owner} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"@task option {option} of {owner} must be {bounds}, got {value}")
+def _check_default(owner: str, option: run_options.RunOption, value: Any) -> None:
+    """TypeError/ValueError naming the option and the function when a @task default
+    breaks the option's type or bounds (run_options.OPTIONS)."""
+    if option.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"@task option {option.name} of {owner} must be an integer, got {value!r}")
+        if (option.low is not None and value < option.low) or (option.high is not None and value > option.high):
+            raise ValueError(f"@task option {option.name} of {owner} must be {option.bounds_text()}, got {value}")
+    elif not isinstance(value, option.kind):
+        raise TypeError(f"@task option {option.name} of {owner} must be a {option.kind.__name__}, got {value!r}")
 
 
 def default_name(function: Callable[..., Any]) -> str:
@@ -77,32 +75,21 @@ def task(function: F) -> F: ...
 
 
 @overload
-def task(
-    function: None = None,
-    *,
-    name: Optional[str] = None,
-    retries: Optional[int] = None,
-    timeout_seconds: Optional[int] = None,
-    ttl_seconds_after_finished: Optional[int] = None,
-) -> Callable[[F], F]: ...
+def task(function: None = None, *, name: Optional[str] = None, **options: Any) -> Callable[[F], F]: ...
 
 
-def task(
-    function: Optional[F] = None,
-    *,
-    name: Optional[str] = None,
-    retries: Optional[int] = None,
-    timeout_seconds: Optional[int] = None,
-    ttl_seconds_after_finished: Optional[int] = None,
-) -> Any:
+def task(function: Optional[F] = None, *, name: Optional[str] = None, **options: Any) -> Any:
     """Mark a function as a Lime Task; usable bare (`@task`) or with options.
 
     `name` is the dotted path the task is sent under; the default is the function's
     `module.qualname`. Give it when the function is re-exported from a shorter public
     module: the runner imports that path, so it must lead to this same function.
-    `retries`, `timeout_seconds` and `ttl_seconds_after_finished` are defaults that
-    `send_task` uses when the caller gives none.
+    The keyword options (run_options.TASK_DEFAULTS) are defaults that `send_task` uses
+    when the caller gives none. TypeError for an unknown keyword or a value of the wrong
+    type, ValueError for one out of bounds, each naming the function.
     """
+    run_options.check_names("@task", options, run_options.TASK_DEFAULTS)
+    options = run_options.given(options)
 
     def decorate(fn: F) -> F:
         if not callable(fn) or isinstance(fn, type):
@@ -122,24 +109,21 @@ def task(
                 "(the event routing key core.task.<name>.failure.v1 must fit AMQP's 255 bytes): "
                 "give a shorter name=..."
             )
-        _check_int(owner, "retries", retries, 0, MAX_RETRIES)
-        _check_int(owner, "timeout_seconds", timeout_seconds, 1, MAX_TIMEOUT_SECONDS)
-        _check_int(owner, "ttl_seconds_after_finished", ttl_seconds_after_finished, 0, None)
-        options = TaskOptions(
-            name=name or owner,
-            retries=retries,
-            timeout_seconds=timeout_seconds,
-            ttl_seconds_after_finished=ttl_seconds_after_finished,
-        )
-        setattr(fn, MARKER, options)
-        _registry[options.name] = fn
+        for option_name, value in options.items():
+            _check_default(owner, run_options.BY_NAME[option_name], value)
+        recorded = TaskOptions(name=task_name, given=tuple(options.items()))
+        setattr(fn, MARKER, recorded)
+        _registry[recorded.name] = fn
         return fn
 
     if function is not None:
-        if name is not None or retries is not None or timeout_seconds is not None or ttl_seconds_after_finished is not None:
+        if name is not None or options:
             raise TypeError("use @task or @task(name=..., ...), not both")
         return decorate(function)
     return decorate
+
+
+run_options.with_option_keywords(task, run_options.TASK_DEFAULTS)
 
 
 def options_of(function: Any) -> Optional[TaskOptions]:

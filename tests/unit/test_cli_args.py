@@ -4,8 +4,12 @@ import argparse
 
 import pytest
 
-from lime_task import cli, cli_args
+from lime_task import cli, cli_args, run_options
 from lime_task.cli_args import ExitCode
+
+# The argparse types of --timeout and --retries, derived from the run options' bounds.
+TIMEOUT = cli_args.option_value(run_options.BY_NAME["timeout_seconds"])
+RETRIES = cli_args.option_value(run_options.BY_NAME["retries"])
 
 
 @pytest.mark.parametrize(
@@ -60,11 +64,11 @@ def test_parse_kwargs_rejects_a_repeated_name():
 @pytest.mark.parametrize(
     "function, text, message",
     [
-        (cli_args.task_timeout, "0", "between 1 and 604800"),
-        (cli_args.task_timeout, "604801", "between 1 and 604800"),
-        (cli_args.task_timeout, "1.5", "whole number"),
-        (cli_args.retries, "21", "between 0 and 20"),
-        (cli_args.retries, "-1", "between 0 and 20"),
+        (TIMEOUT, "0", "between 1 and 604800"),
+        (TIMEOUT, "604801", "between 1 and 604800"),
+        (TIMEOUT, "1.5", "whole number"),
+        (RETRIES, "21", "between 0 and 20"),
+        (RETRIES, "-1", "between 0 and 20"),
         (cli_args.wait_seconds, "0", "positive"),
         (cli_args.wait_seconds, "nan", "positive"),
         (cli_args.wait_seconds, "inf", "positive"),
@@ -79,8 +83,8 @@ def test_bounded_options_reject_out_of_range_values(function, text, message):
 
 
 def test_bounded_options_accept_their_limits():
-    assert cli_args.task_timeout("604800") == 604800
-    assert cli_args.retries("0") == 0
+    assert TIMEOUT("604800") == 604800
+    assert RETRIES("0") == 0
     assert cli_args.wait_seconds("0.5") == 0.5
     assert cli_args.state("failure") == "FAILURE"
 
