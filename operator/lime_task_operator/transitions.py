@@ -203,18 +203,7 @@ def pending(task: Mapping[str, Any], job_name: str, now: datetime) -> Optional[T
 
 def invalid(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
     """FAILURE/InvalidTask: the operator refuses the task; nothing was run."""
-    if is_terminal(task):
-        return None
-    return _transition(
-        task,
-        "FAILURE",
-        INVALID_TASK,
-        message,
-        now,
-        error={"type": INVALID_TASK, "message": message, "traceback": ""},
-        finishedAt=format_time(now),
-        attempts=0,
-    )
+    return _operator_failure(task, INVALID_TASK, message, now, attempts=0)
 
 
 def cancelled(task: Mapping[str, Any], job_name: str, now: datetime) -> Optional[Transition]:
@@ -224,21 +213,9 @@ def cancelled(task: Mapping[str, Any], job_name: str, now: datetime) -> Optional
     deleted the Job; we cannot know whether the task ran, and re-running it could run it
     twice, so the task fails and says why.
     """
-    if is_terminal(task):
-        return None
-    message = f"Job {job_name} was deleted before the task finished"
-    current = task.get("status") or {}
-    started = parse_time(current.get("startedAt"))
-    return _transition(
-        task,
-        "FAILURE",
-        CANCELLED,
-        message,
-        now,
-        error={"type": CANCELLED, "message": message, "traceback": ""},
-        finishedAt=format_time(now),
-        duration=format_duration((now - started).total_seconds()) if started else None,
-    )
+    started = parse_time((task.get("status") or {}).get("startedAt"))
+    return _operator_failure(task, CANCELLED, f"Job {job_name} was deleted before the task finished", now,
+                             duration=format_duration((now - started).total_seconds()) if started else None)
 
 
 # ---------------------------------------------------------------- following the Job
@@ -789,17 +766,20 @@ def quota_exceeded(task: Mapping[str, Any], message: str, now: datetime) -> Opti
 def job_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
     """FAILURE/JobRejected: the API server refused the Job derived from this task (400, 422,
     a 403 that is not a quota): the same request can never succeed, so it is not retried."""
-    return _refused(task, JOB_REJECTED, f"the API server refused the task's Job: {message}", now, attempts=0)
+    return _operator_failure(task, JOB_REJECTED, f"the API server refused the task's Job: {message}", now, attempts=0)
 
 
 def status_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
     """FAILURE/StatusRejected: the API server refused a status write for this task; the
     smallest status that says so (no result, no traceback)."""
-    return _refused(task, STATUS_REJECTED, f"the API server refused the task's status: {message}", now)
+    return _operator_failure(task, STATUS_REJECTED, f"the API server refused the task's status: {message}", now)
 
 
-def _refused(task: Mapping[str, Any], reason: str, text: str, now: datetime, **fields: Any) -> Optional[Transition]:
-    """FAILURE with `reason` for a refusal by the API server (None if already terminal)."""
+def _operator_failure(task: Mapping[str, Any], reason: str, text: str, now: datetime,
+                      **fields: Any) -> Optional[Transition]:
+    """FAILURE with `reason`, and an error of that type saying `text`, for a task ended by
+    the operator or the API server rather than by its own code (None if already terminal);
+    `fields` are further status fields (attempts, duration)."""
     if is_terminal(task):
         return None
     return _transition(task, "FAILURE", reason, text, now,
