@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from devcluster.config import REPO_ROOT
-from devcluster.testing import free_loopback_port
+from devcluster.testing import OperatorProcess, free_loopback_port
 
 AUDIENCE = "lime-task-api"
 
@@ -45,12 +45,8 @@ class ApiProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen] = None
 
-    @property
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    # The operator process's own reader of `log_path` ("" before the process wrote any).
+    log = OperatorProcess.log
 
     def start(self) -> "ApiProcess":
         with open(self.log_path, "a") as log:
