@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -134,12 +134,6 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
                             "the API's identities configuration")
         return Caller(identity, apps)
 
-    async def handle(request: Request, operation: Callable[[Request], Any]) -> Response:
-        try:
-            return await operation(request)
-        except Exception as error:  # noqa: BLE001 - mapped or re-raised by error_response
-            return error_response(error)
-
     def query(request: Request, name: str) -> Optional[str]:
         values = request.query_params.getlist(name)
         if len(values) > 1:
@@ -149,53 +143,51 @@ def create_app(settings: Settings, service: TaskService, authenticator: Authenti
     def served_namespace(request: Request) -> None:
         check_namespace(query(request, "namespace"), service.namespace)
 
-    async def post_task(request: Request) -> Response:
-        async def run(request: Request) -> Response:
-            caller = await caller_of(request)
-            served_namespace(request)
-            raw = await _read_body(request, settings.max_body_bytes)
-            view = await run_in_threadpool(service.create, caller, raw)
-            return JSONResponse(view, status_code=201, headers={"Location": f"/v1/tasks/{view['id']}"})
-        return await handle(request, run)
+    def endpoint(operation: Callable[[Request, Caller], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """A route of the tasks API: authenticates the caller and checks the namespace
+        asked for, then runs `operation(request, caller)`; any error is answered in the
+        one error shape (error_response)."""
+        async def route(request: Request) -> Response:
+            try:
+                caller = await caller_of(request)
+                served_namespace(request)
+                return await operation(request, caller)
+            except Exception as error:  # noqa: BLE001 - mapped or re-raised by error_response
+                return error_response(error)
+        return route
 
-    async def get_task(request: Request) -> Response:
-        async def run(request: Request) -> Response:
-            caller = await caller_of(request)
-            served_namespace(request)
-            wait = bodies.parse_wait(query(request, "wait"))
-            view = await run_in_threadpool(service.get, caller, request.path_params["id"], query(request, "app"),
-                                           wait, query(request, "changedFrom"))
-            return JSONResponse(view)
-        return await handle(request, run)
+    @endpoint
+    async def post_task(request: Request, caller: Caller) -> Response:
+        raw = await _read_body(request, settings.max_body_bytes)
+        view = await run_in_threadpool(service.create, caller, raw)
+        return JSONResponse(view, status_code=201, headers={"Location": f"/v1/tasks/{view['id']}"})
 
-    async def list_tasks(request: Request) -> Response:
-        async def run(request: Request) -> Response:
-            caller = await caller_of(request)
-            served_namespace(request)
-            limit = bodies.parse_positive_int(query(request, "limit"), "limit", 500)
-            page = await run_in_threadpool(service.list, caller, query(request, "app"), query(request, "state"),
-                                           query(request, "task"), limit, query(request, "continue"))
-            return JSONResponse(page)
-        return await handle(request, run)
+    @endpoint
+    async def get_task(request: Request, caller: Caller) -> Response:
+        wait = bodies.parse_wait(query(request, "wait"))
+        view = await run_in_threadpool(service.get, caller, request.path_params["id"], query(request, "app"),
+                                       wait, query(request, "changedFrom"))
+        return JSONResponse(view)
 
-    async def delete_task(request: Request) -> Response:
-        async def run(request: Request) -> Response:
-            caller = await caller_of(request)
-            served_namespace(request)
-            view = await run_in_threadpool(service.cancel, caller, request.path_params["id"], query(request, "app"))
-            return JSONResponse(view)
-        return await handle(request, run)
+    @endpoint
+    async def list_tasks(request: Request, caller: Caller) -> Response:
+        limit = bodies.parse_positive_int(query(request, "limit"), "limit", 500)
+        page = await run_in_threadpool(service.list, caller, query(request, "app"), query(request, "state"),
+                                       query(request, "task"), limit, query(request, "continue"))
+        return JSONResponse(page)
 
-    async def task_events(request: Request) -> Response:
-        async def run(request: Request) -> Response:
-            caller = await caller_of(request)
-            served_namespace(request)
-            task_id, app = request.path_params["id"], query(request, "app")
-            # The first read happens before the stream starts, so 401/403/404 are status codes.
-            first = await run_in_threadpool(service.get, caller, task_id, app)
-            return StreamingResponse(_events(service, caller, task_id, app, first), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return await handle(request, run)
+    @endpoint
+    async def delete_task(request: Request, caller: Caller) -> Response:
+        view = await run_in_threadpool(service.cancel, caller, request.path_params["id"], query(request, "app"))
+        return JSONResponse(view)
+
+    @endpoint
+    async def task_events(request: Request, caller: Caller) -> Response:
+        task_id, app = request.path_params["id"], query(request, "app")
+        # The first read happens before the stream starts, so 401/403/404 are status codes.
+        first = await run_in_threadpool(service.get, caller, task_id, app)
+        return StreamingResponse(_events(service, caller, task_id, app, first), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document())
