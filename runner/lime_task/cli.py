@@ -79,26 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait-timeout", type=cli_args.wait_seconds, metavar="SECONDS", help="with --wait: give up after this long"
     )
 
-    status = command("status", "show a task's status")
-    status.add_argument("id", metavar="ID")
-    _app(status)
+    def task_command(name: str, help: str) -> argparse.ArgumentParser:
+        """A command on one task: its ID and --app."""
+        parser = command(name, help)
+        parser.add_argument("id", metavar="ID")
+        _app(parser)
+        return parser
 
-    wait = command("wait", "wait for a task to finish (progress on stderr), then show its status")
-    wait.add_argument("id", metavar="ID")
-    _app(wait)
+    task_command("status", "show a task's status")
+
+    wait = task_command("wait", "wait for a task to finish (progress on stderr), then show its status")
     wait.add_argument("--timeout", type=cli_args.wait_seconds, metavar="SECONDS", help="give up after this long")
 
     listing = command("list", "list tasks, oldest first")
     listing.add_argument("--app", help="only this application's tasks")
     listing.add_argument("--state", type=cli_args.state, help="only tasks in this state")
 
-    cancel = command("cancel", "cancel a task: deletes it, which stops its pod")
-    cancel.add_argument("id", metavar="ID")
-    _app(cancel)
+    task_command("cancel", "cancel a task: deletes it, which stops its pod")
 
-    logs = command("logs", "show the output of a task's pod (every attempt)")
-    logs.add_argument("id", metavar="ID")
-    _app(logs)
+    task_command("logs", "show the output of a task's pod (every attempt)")
 
     events = command(
         "events",
