@@ -65,12 +65,32 @@ def delete_namespaces(core: client.CoreV1Api, names: Iterable[str]) -> None:
 
 
 def start_operator(cluster: testing.Cluster, namespace: str, log_path: Path,
-                   max_running: int = 0) -> testing.OperatorProcess:
+                   max_running: int = 0, metrics_port: int = 0) -> testing.OperatorProcess:
     """The operator as in production (`python -m lime_task_operator --namespace NS`),
-    events disabled (no broker URL), returned once its liveness endpoint answers."""
-    env = testing.operator_env(cluster.env(), DEFAULT_IMAGE=DEFAULT_IMAGE, MAX_RUNNING=max_running)
+    events disabled (no broker URL), returned once its liveness endpoint answers;
+    with `metrics_port`, serving its Prometheus metrics there."""
+    env = testing.operator_env(cluster.env(), DEFAULT_IMAGE=DEFAULT_IMAGE, MAX_RUNNING=max_running,
+                               METRICS_PORT=metrics_port)
     log_path.unlink(missing_ok=True)
     return testing.OperatorProcess(namespace, env, log_path).start()
+
+
+def operator_counters(port: int) -> dict[str, float]:
+    """The operator's Prometheus counters on 127.0.0.1:`port`, by sample name with its
+    labels (e.g. ``limetask_reconcile_total{queue="reconcile"}``); {} when unreachable."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    counters = {}
+    for line in text.splitlines():
+        if line.startswith("limetask_") and "_total" in line.split(" ", 1)[0]:
+            name, value = line.rsplit(" ", 1)
+            counters[name] = float(value)
+    return counters
 
 
 def peak_rss_kib(pid: int) -> int:

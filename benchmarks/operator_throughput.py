@@ -35,9 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import (DEFAULT_IMAGE, EXTRA_ENV, TASK, Recorder, cluster_with_crd, create_namespace, delete_namespaces,
-                     peak_rss_kib, start_operator, summary, task_body, wait_until)
+                     operator_counters, peak_rss_kib, start_operator, summary, task_body, wait_until)
 from kubernetes import client
 
+from devcluster import testing
 from lime_task.constants import GROUP, PLURAL, VERSION
 from lime_task_operator.jobs import build_job
 from lime_task_operator.settings import Settings
@@ -93,8 +94,10 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     custom = client.CustomObjectsApi(api_client)
     recorder = Recorder(api_client, namespace)
     recorder.start(tasks=True)
-    operator = start_operator(cluster, namespace, log_path, max_running)
+    metrics_port = testing.free_loopback_port()
+    operator = start_operator(cluster, namespace, log_path, max_running, metrics_port)
     cpu_start = cpu_seconds(operator.pid)
+    counters_before = operator_counters(metrics_port)
     requests_before = apiserver_requests(api_client)
     created: dict[str, float] = {}
     created_done: dict[str, float] = {}
@@ -112,6 +115,7 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
         finished = wait_until(lambda: len(recorder.task_done) >= count, timeout)
         rss = peak_rss_kib(operator.pid)
         cpu = cpu_seconds(operator.pid) - cpu_start
+        counters = counter_delta(counters_before, operator_counters(metrics_port))
         time.sleep(2)  # the last event confirmations
         requests_after = apiserver_requests(api_client)
         # The operator's own Kubernetes Events (on LimeTasks), not the Job controller's,
@@ -131,8 +135,25 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     writes = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"))
     conflicts = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"), "409")
     events = request_delta(requests_before, requests_after, "events", ("POST", "CREATE"))
-    return dict(own_events=own_events, finished=finished, to_job=to_job, to_done=to_done, successes=successes, total=total, rss_kib=rss,
+    return dict(counters=counters, own_events=own_events, finished=finished, to_job=to_job, to_done=to_done, successes=successes, total=total, rss_kib=rss,
                 submitted=submitted, raw=raw, cpu=cpu, writes=writes, conflicts=conflicts, events=events)
+
+
+def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: value - before.get(name, 0.0) for name, value in after.items() if value != before.get(name, 0.0)}
+
+
+def operator_requests(counters: dict[str, float]) -> tuple[float, str]:
+    """(total, 'POST jobs 200, PATCH limetasks/status 600, ...') from the operator's own
+    limetask_kubernetes_api_requests_total."""
+    by_call: dict[str, float] = {}
+    for name, value in counters.items():
+        if name.startswith("limetask_kubernetes_api_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', name))
+            call = f"{labels.get('verb')} {labels.get('resource')}"
+            by_call[call] = by_call.get(call, 0.0) + value
+    parts = ", ".join(f"{call} {value:.0f}" for call, value in sorted(by_call.items(), key=lambda kv: -kv[1]))
+    return sum(by_call.values()), parts
 
 
 def run_direct_phase(api_client, namespace, count, timeout):
@@ -197,6 +218,13 @@ def main(argv=None) -> int:
     print(f"operator total             {op['total']:.1f}s  ({args.count / op['total']:.2f} tasks/s)")
     print(f"operator peak RSS (VmHWM)  {op['rss_kib'] / 1024:.1f} MiB")
     print(f"operator CPU per task      {op['cpu'] * 1000 / args.count:.1f} ms  ({op['cpu']:.2f}s from ready to the end)")
+    requests, by_call = operator_requests(op["counters"])
+    passes = op["counters"].get('limetask_reconcile_total{queue="reconcile"}', 0.0)
+    print(f"operator API requests/task {requests / args.count:.2f}  ({by_call or 'no metrics'}; watches not counted)")
+    watched = {re.search(r'resource="([^"]*)"', name).group(1): value for name, value in op["counters"].items()
+               if name.startswith("limetask_watch_events_total{")}
+    print(f"reconcile passes per task  {passes / args.count:.2f}  (watch events per task: "
+          + ", ".join(f"{resource} {value / args.count:.2f}" for resource, value in sorted(watched.items())) + ")")
     print(f"LimeTask writes per task   {op['writes'] / args.count:.2f}  (409s per task {op['conflicts'] / args.count:.3f})")
     print(f"Events per task            {op['own_events'] / args.count:.2f} by the operator (KUBE_EVENTS default), "
           f"{op['events'] / args.count:.2f} in the cluster (Job controller, scheduler, kubelet included)")

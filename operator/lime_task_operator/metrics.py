@@ -8,6 +8,8 @@ for counters, `_seconds` for durations). Every label set is bounded:
   tasks; the rest are summed under ``app="_other"`` (app names are user input: without a
   bound, a client could create a new time series per task);
 - `kind` of reconcile errors: the exception class name (a closed set in our code);
+- `queue` of reconcile passes: the operator's work queues (`reconcile`, `publish`, `schedule`);
+- `resource` of watch events: the resources the informers watch (a closed set);
 - `verb`, `resource` and `code` of API requests (HTTP verbs, the few resources the
   operator calls, HTTP status codes).
 
@@ -51,6 +53,12 @@ EVENT_LAG = Histogram("limetask_event_publish_lag_seconds",
 RECONCILE_ERRORS = PromCounter("limetask_reconcile_errors_total",
                                "Reconcile and publish passes that failed and were retried, by error class",
                                ["kind"], registry=REGISTRY)
+RECONCILES = PromCounter("limetask_reconcile_total",
+                         "Reconcile passes (one decision on a task's latest known state), by work queue",
+                         ["queue"], registry=REGISTRY)
+WATCH_EVENTS = PromCounter("limetask_watch_events_total",
+                           "Watch events the operator's informers received (bookmarks not included), by resource",
+                           ["resource"], registry=REGISTRY)
 API_REQUESTS = PromCounter("limetask_kubernetes_api_requests_total",
                            "Kubernetes API requests made by the operator (watches not included)",
                            ["verb", "resource", "code"], registry=REGISTRY)

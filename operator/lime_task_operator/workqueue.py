@@ -48,6 +48,7 @@ class WorkQueue:
         self._failures: dict[Hashable, int] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task] = []
+        self._passes = metrics.RECONCILES.labels(queue=name)
 
     def start(self) -> None:
         self._tasks = [
@@ -110,6 +111,7 @@ class WorkQueue:
             key = await self._queue.get()
             self._queued.discard(key)
             self._active.add(key)
+            self._passes.inc()
             try:
                 await self._handler(key)
             except asyncio.CancelledError:

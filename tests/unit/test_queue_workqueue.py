@@ -109,3 +109,28 @@ def test_forget_cancels_a_pending_timer():
 def test_needs_a_worker():
     with pytest.raises(ValueError, match="at least one worker"):
         WorkQueue("t", None, workers=0)
+
+
+def test_each_pass_is_counted_once_under_the_queues_name():
+    from lime_task_operator import metrics
+
+    def passes():
+        return metrics.REGISTRY.get_sample_value("limetask_reconcile_total", {"queue": "counted"}) or 0.0
+
+    async def scenario():
+        async def handler(key):
+            pass
+
+        q = WorkQueue("counted", handler, workers=1)
+        for _ in range(3):
+            q.nudge("a")  # coalesced: one pass
+        q.nudge("b")
+        q.start()
+        while q.depth or q._active:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
+        await q.stop()
+
+    before = passes()
+    run(scenario())
+    assert passes() - before == 2
