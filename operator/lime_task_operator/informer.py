@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+from . import metrics
 from .kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ class Informer:
         self._response: Any = None
         # Keys delivered and not deleted: what a relist must compare against.
         self._known: set[Key] = set()
+        # Deliveries parsed by the thread and not yet applied on the loop (_post).
+        self._pending: list[tuple] = []
+        self._pending_lock = threading.Lock()
+        self._drain_scheduled = False
         self.synced = False
         self.last_contact = 0.0  # time.monotonic() of the last successful exchange
         self.errors = 0  # consecutive failures (0 while healthy)
@@ -191,7 +196,7 @@ class Informer:
                 break
         # Objects known from before and missing from this list were deleted meanwhile;
         # worked out on the loop, where `_known` is current.
-        self._loop.call_soon_threadsafe(self._listed, seen)
+        self._loop.call_soon_threadsafe(self._listed, seen)  # after the _drain of the last page
         return version
 
     def _reduced(self, body: dict[str, Any]) -> tuple[Optional[Key], Any]:
@@ -208,6 +213,7 @@ class Informer:
         response = self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
         self._response = response
         self.last_contact = time.monotonic()
+        received = metrics.WATCH_EVENTS.labels(resource=self.resource.plural)
         try:
             for line in _lines(response):
                 if self._stop.is_set():
@@ -223,6 +229,7 @@ class Informer:
                 version = str((body.get("metadata") or {}).get("resourceVersion") or version)
                 if kind == "BOOKMARK":
                     continue
+                received.inc()
                 key = _key(body)
                 if kind == "DELETED":
                     self._post([("DELETED", key, None, None)])
@@ -234,8 +241,23 @@ class Informer:
         return version
 
     def _post(self, batch: list[tuple]) -> None:
-        if batch:
-            self._loop.call_soon_threadsafe(self._apply, batch)
+        """Hand deliveries to the loop. One wake-up of the loop (a write to its self-pipe
+        and a callback) per batch of events that arrive before it runs, not one per event:
+        in a burst the loop is busy and a watch brings several events meanwhile."""
+        if not batch:
+            return
+        with self._pending_lock:
+            self._pending.extend(batch)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._drain_scheduled = False
+        self._apply(batch)
 
     # ------------------------------------------------------------ on the event loop
 

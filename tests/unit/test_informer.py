@@ -173,3 +173,31 @@ def test_lines_are_split_whatever_the_chunk_boundaries(chunk):
     events = [{"type": "ADDED", "object": obj(f"o{i}", i)} for i in range(5)]
     lines = list(informer_module._lines(FakeStream(events, chunk=chunk)))
     assert [json.loads(line)["object"]["metadata"]["name"] for line in lines] == [f"o{i}" for i in range(5)]
+
+
+def test_events_parsed_while_the_loop_is_busy_are_applied_in_one_wake_up_in_order():
+    delivered: list[tuple] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        informer = Informer(FakeKube([], []), Resource("", "v1", "pods"), "ns", "", lambda body: None,
+                            lambda kind, key, owner, view: delivered.append((kind, key[1], view)),
+                            lambda: None)
+        informer._loop = loop
+        scheduled = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: (scheduled.append(args), real(*args))
+        try:
+            # The loop runs nothing until this coroutine awaits: the three posts find it busy.
+            for version in ("1", "2", "3"):
+                informer._post([("MODIFIED", ("ns", "p"), ("ns", "t"), version)])
+            await asyncio.sleep(0.01)
+            informer._post([("MODIFIED", ("ns", "p"), ("ns", "t"), "4")])
+            await asyncio.sleep(0.01)
+        finally:
+            loop.call_soon_threadsafe = real
+        return scheduled
+
+    scheduled = asyncio.run(main())
+    assert [view for _, _, view in delivered] == ["1", "2", "3", "4"]
+    assert len(scheduled) == 2  # one drain for the first three, one for the fourth
