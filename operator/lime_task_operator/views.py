@@ -13,9 +13,10 @@ the operator's memory grows with the number of objects by a small, documented am
   Job), so ten thousand queued tasks do not hold ten thousand argument lists;
 - a task whose arguments nest deeper than ``MAX_ARGUMENT_DEPTH`` keeps no arguments at
   all and carries the refusal in ``invalid`` (it ends as InvalidTask);
-- Jobs: metadata, owner references and status; pods: metadata and the status fields
-  the verdict reads (the termination message included: a succeeded pod's report is the
-  task's result). Only unfinished tasks' Jobs and pods are kept (cache.py), so this
+- Jobs: metadata, owner references and the status fields decisions read (conditions,
+  pod counts, startTime); pods: metadata and the status fields the verdict reads (the
+  termination message included: a succeeded pod's report is the task's result). An
+  update that changes nothing kept starts no reconcile pass (cache.put_child). Only unfinished tasks' Jobs and pods are kept (cache.py), so this
   grows with the tasks running, not with those that exist.
 
 Each view is a plain dict detached from the parsed body, safe to read from any worker.
@@ -62,7 +63,8 @@ class TaskView(TypedDict, total=False):
 
 
 class JobView(TypedDict):
-    """A Job of ours as kept: metadata with owner references, and the whole Job status."""
+    """A Job of ours as kept: metadata with owner references, and the Job status fields
+    decisions read (``_JOB_STATUS`` and the conditions)."""
 
     metadata: MetadataView
     status: dict[str, Any]
@@ -72,7 +74,7 @@ class PodStatusView(TypedDict, total=False):
     phase: Optional[str]
     reason: Optional[str]
     message: Optional[str]
-    conditions: list[dict[str, Any]]  # type, status, reason, message
+    conditions: list[dict[str, Any]]  # type, status, reason, message; _POD_CONDITIONS only
     containerStatuses: list[dict[str, Any]]  # name, state, lastState, restartCount
 
 
@@ -91,6 +93,15 @@ INLINE_ARGUMENTS_BYTES = 4096
 # JSON encoding for the pod) can overflow; real arguments are a few levels deep.
 MAX_ARGUMENT_DEPTH = 100
 
+# What decisions read of a Job's status (transitions.py): its conditions (Complete,
+# Failed, FailureTarget; lastTransitionTime dates a Job-decided end), the pod counts and
+# startTime. Not kept: active, ready, terminating, completionTime: updates that change only
+# those (about one Job event per task) then compare equal and start no reconcile pass.
+_JOB_STATUS = ("failed", "succeeded", "uncountedTerminatedPods", "startTime")
+# The pod conditions decisions read (attempts.py): an eviction's DisruptionTarget and the
+# scheduler's PodScheduled=False/Unschedulable. Initialized, ContainersReady, Ready and
+# PodReadyToStartContainers change on every start and decide nothing.
+_POD_CONDITIONS = ("DisruptionTarget", "PodScheduled")
 _META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
          "deletionTimestamp")
 _SPEC_SMALL = ("task", "app", "timeoutSeconds", "retries", "image", "resources", "ttlSecondsAfterFinished")
@@ -179,7 +190,11 @@ def task_key_of_child(body: Mapping[str, Any]) -> Optional[Key]:
 def job_view(body: Mapping[str, Any]) -> JobView:
     metadata = _metadata(body)
     metadata["ownerReferences"] = list((body.get("metadata") or {}).get("ownerReferences") or [])
-    return {"metadata": metadata, "status": dict(body.get("status") or {})}
+    status = body.get("status") or {}
+    kept = {key: status[key] for key in _JOB_STATUS if key in status}
+    if "conditions" in status:
+        kept["conditions"] = [{k: v for k, v in c.items() if k != "lastProbeTime"} for c in status["conditions"] or []]
+    return {"metadata": metadata, "status": kept}
 
 
 def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,7 +215,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
             "message": status.get("message"),
             "conditions": [
                 {k: c.get(k) for k in ("type", "status", "reason", "message") if c.get(k) is not None}
-                for c in status.get("conditions") or []
+                for c in status.get("conditions") or [] if c.get("type") in _POD_CONDITIONS
             ],
             "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
         },

@@ -115,3 +115,38 @@ def test_cache_moves_a_child_whose_owner_changed():
     assert c.pods(("ns", "t1")) == [] and c.pods(("ns", "t2")) == [{"v": 2}]
     assert c.drop_child(PODS, ("ns", "p1")) == ("ns", "t2")
     assert cache_module.PODS == PODS
+
+
+def job(ready=0, active=1, **status):
+    return {"metadata": {"name": "j1", "namespace": "ns", "resourceVersion": "7",
+                         "ownerReferences": [{"uid": "u1"}]},
+            "status": {"active": active, "ready": ready, "terminating": 0, "startTime": "2026-11-30T00:00:00Z",
+                       "uncountedTerminatedPods": {}, **status}}
+
+
+def test_job_view_keeps_what_decisions_read_and_drops_the_counters_they_do_not():
+    view = views.job_view(job(conditions=[{"type": "Complete", "status": "True", "lastProbeTime": "x",
+                                           "lastTransitionTime": "2026-11-30T00:00:02Z"}], succeeded=1))
+    assert view["status"] == {"startTime": "2026-11-30T00:00:00Z", "uncountedTerminatedPods": {}, "succeeded": 1,
+                              "conditions": [{"type": "Complete", "status": "True",
+                                              "lastTransitionTime": "2026-11-30T00:00:02Z"}]}
+    assert view["metadata"]["ownerReferences"] == [{"uid": "u1"}]
+
+
+def test_a_job_update_of_only_ready_or_active_starts_no_reconcile_pass():
+    c = Cache()
+    owner = ("ns", "t1")
+    assert c.put_child(JOBS, ("ns", "j1"), owner, views.job_view(job())) is True
+    assert c.put_child(JOBS, ("ns", "j1"), owner, views.job_view(job(ready=1))) is False
+    assert c.put_child(JOBS, ("ns", "j1"), owner, views.job_view(job(ready=1, active=0, succeeded=1))) is True
+
+
+def test_pod_view_keeps_only_the_conditions_decisions_read():
+    conditions = [{"type": t, "status": "True"} for t in
+                  ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")]
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "conditions": conditions}}
+    assert views.pod_view(pod)["status"]["conditions"] == [{"type": "PodScheduled", "status": "True"}]
+    c = Cache()
+    assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod)) is True
+    pod["status"]["conditions"] = conditions[-1:]  # Ready & co. gone: nothing decisions read changed
+    assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod)) is False
