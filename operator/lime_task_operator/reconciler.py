@@ -354,8 +354,11 @@ class Reconciler:
             self._launched.discard(key)
             self.main.nudge_later(key, STALE_JOB_RETRY_SECONDS)
             return
-        log.info("%s Job %s/%s for task %s", "created" if created else "adopted existing",
-                 namespace, job["metadata"]["name"], task["spec"].get("task"))
+        # The normal path logs one INFO line per task, at its end (_apply): a line per step
+        # cost as much CPU as a reconcile pass in a burst (issue #16).
+        log.log(logging.DEBUG if created else logging.INFO, "%s Job %s/%s for task %s",
+                "created" if created else "adopted existing", namespace, job["metadata"]["name"],
+                task["spec"].get("task"))
         born = transitions.parse_time(task["metadata"].get("creationTimestamp"))
         if created and born:
             metrics.QUEUE_WAIT.observe(max(0.0, (now - born).total_seconds()))
@@ -381,8 +384,11 @@ class Reconciler:
                 fields = {**fields, **confirmed}
         written = await self._patch(key, task, fields)
         if written:
-            log.info("task %s/%s: %s (%s) %s", key[0], key[1], transition.state, transition.reason,
-                     transition.message)
+            # PENDING/Pending and STARTED/Running are every task's steps: DEBUG (see _start).
+            routine = (transition.state, transition.reason) in (("PENDING", transitions.PENDING),
+                                                                ("STARTED", transitions.RUNNING))
+            log.log(logging.DEBUG if routine else logging.INFO, "task %s/%s: %s (%s) %s", key[0], key[1],
+                    transition.state, transition.reason, transition.message)
             if transition.terminal:
                 self._count_finished(transition.state, transition.reason, fields)
             if self.config.records_event(transition.state):
