@@ -59,6 +59,9 @@ def tree(tmp_path_factory) -> Path:
          "Only the kube modules import the Kubernetes client", "lime_task_api.app -> kubernetes"),
         ("runner/lime_task/values.py", "from lime_task import kube",
          "Library layers", "lime_task.values -> lime_task.kube"),
+        # The run options' one definition sits below everything that sends a task.
+        ("runner/lime_task/run_options.py", "from lime_task import sending",
+         "Library layers", "lime_task.run_options -> lime_task.sending"),
         ("runner/lime_task/api.py", "from kubernetes import client",
          "Only the kube modules import the Kubernetes client", "lime_task.api -> kubernetes"),
         ("operator/lime_task_operator/transitions.py", "import urllib3",
