@@ -17,7 +17,7 @@ import socket
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import kubernetes
 import urllib3
@@ -27,6 +27,7 @@ from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL,
 
 from . import metrics
 from .jobs import task_label
+from .transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ class Kube:
     def __init__(self, api_client: Optional[kubernetes.client.ApiClient] = None) -> None:
         self.api = api_client or make_api_client()
         self._instance = socket.gethostname()
+        # The lean request path (transport.py says why); the kubernetes client's own one
+        # only where it cannot go (a proxy in the kubeconfig).
+        configuration = self.api.configuration
+        self._transport = Transport(configuration) if Transport.supports(configuration) else None
 
     # ------------------------------------------------------------ raw access
 
@@ -131,6 +136,33 @@ class Kube:
         ok_conflict: bool = False,
         parse: bool = True,
     ) -> Optional[dict[str, Any]]:
+        if self._transport is not None:
+            status, data = self._send(method, path, body, query, content_type)
+        else:
+            status, data = self._send_with_client(method, path, body, query, content_type)
+        metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code=str(status)).inc()
+        if status == 404 and ok_missing:
+            return None
+        if status == 409 and ok_conflict:
+            return {"_conflict": True, **_json(data)}
+        if status >= 400 or status == 0:
+            detail = _json(data).get("message") or data[:300].decode(errors="replace")
+            raise error_for(status, f"{method} {path}: {detail}")
+        # A task's body may nest 10,000 levels deep: not parsed where nobody reads it.
+        return _json(data) if parse else {}
+
+    def _send(self, method: str, path: str, body: Any, query: Optional[list[tuple[str, str]]],
+              content_type: str) -> tuple[int, bytes]:
+        target = f"{path}?{urlencode(query)}" if query else path
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        try:
+            return self._transport.request(method, target, payload, content_type, REQUEST_TIMEOUT)
+        except TransportError as error:  # connection refused, reset, timeouts
+            metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
+            raise Unavailable(0, str(error)) from error
+
+    def _send_with_client(self, method: str, path: str, body: Any, query: Optional[list[tuple[str, str]]],
+                          content_type: str) -> tuple[int, bytes]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, _ = self.api.param_serialize(
             method=method,
@@ -150,16 +182,7 @@ class Kube:
         except urllib3.exceptions.HTTPError as error:  # connection refused, timeouts
             metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
             raise Unavailable(0, f"{method} {path}: {error}") from error
-        metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code=str(status)).inc()
-        if status == 404 and ok_missing:
-            return None
-        if status == 409 and ok_conflict:
-            return {"_conflict": True, **_json(data)}
-        if status >= 400 or status == 0:
-            detail = _json(data).get("message") or data[:300].decode(errors="replace")
-            raise error_for(status, f"{method} {path}: {detail}")
-        # A task's body may nest 10,000 levels deep: not parsed where nobody reads it.
-        return _json(data) if parse else {}
+        return status, data
 
     def get_raw(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> dict[str, Any]:
         """GET a collection page; an HTTP error comes back as ``{"_status": code, "message": ...}``
@@ -188,6 +211,11 @@ class Kube:
         return response
 
     def _open(self, method: str, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> Any:
+        if self._transport is not None:
+            try:
+                return self._transport.open(method, f"{path}?{urlencode(query)}" if query else path, timeout)
+            except TransportError as error:
+                raise Unavailable(0, str(error)) from error
         method, url, headers, body, _ = self.api.param_serialize(
             method=method, resource_path=path, query_params=query,
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
