@@ -73,7 +73,7 @@ class Cache:
         group = self._children[kind].setdefault(owner, {})
         before = group.get(key)
         group[key] = view
-        return before is None or _without_version(before) != _without_version(view)
+        return before is None or _decided_on(before) != _decided_on(view)
 
     def drop_child(self, kind: str, key: Key) -> Optional[Key]:
         owner = self._owner[kind].pop(key, None)
@@ -116,6 +116,13 @@ class Cache:
         return iter(list(self._tasks))
 
 
-def _without_version(view: dict[str, Any]) -> dict[str, Any]:
+def _decided_on(view: dict[str, Any]) -> dict[str, Any]:
+    """A child's view less what changes without calling for a decision: its
+    resourceVersion, and a Job's startTime (set once, with the first pod; read only as
+    a fallback start by the decision that the Job's end itself brings)."""
     metadata = {k: v for k, v in (view.get("metadata") or {}).items() if k != "resourceVersion"}
+    status = view.get("status")
+    if isinstance(status, dict) and "startTime" in status:
+        status = {k: v for k, v in status.items() if k != "startTime"}
+        return {**view, "metadata": metadata, "status": status}
     return {**view, "metadata": metadata}

@@ -118,7 +118,11 @@ class Reconciler:
 
     # ------------------------------------------------------------ inputs (from handlers)
 
-    def on_task_event(self, event_type: Optional[str], key: Key, body: Mapping[str, Any]) -> None:
+    def on_task_event(self, event_type: Optional[str], key: Key, body: Mapping[str, Any],
+                      nudge: bool = True) -> None:
+        """A task was added, changed or deleted: bookkeeping (creation order, metrics)
+        and a reconcile pass (``nudge`` False: our own write of an unfinished state,
+        see _write_through)."""
         if event_type == "DELETED":
             self._forget(key)
             self.kick_queue()
@@ -130,7 +134,8 @@ class Reconciler:
             self._order[key] = self._creation_order(body)
             if not (body.get("status") or {}).get("state"):
                 metrics.TASKS_SEEN.inc()
-        self.main.nudge(key)
+        if nudge:
+            self.main.nudge(key)
         if terminal:
             self.kick_queue()
 
@@ -482,8 +487,13 @@ class Reconciler:
         view = views.task_view(body, self.config.events_enabled)
         if self.cache.put_task(key, view):
             # What the watch event of this write would do; that event, when it comes,
-            # finds the same view and is dropped (handlers.Wiring).
-            self.on_task_event("MODIFIED", key, view)
+            # finds the same view and is dropped (handlers.Wiring). Except the pass on the
+            # new version when the task is still unfinished: the pass that wrote it
+            # decided on everything known (the written status is what deciding again
+            # would give) and any later change arrives as its own event. A finished task
+            # does get that pass (the TTL, the event, a freed admission slot). Two passes
+            # fewer per task (issue #16).
+            self.on_task_event("MODIFIED", key, view, nudge=transitions.is_terminal(view))
 
     # ------------------------------------------------------------ after the end
 

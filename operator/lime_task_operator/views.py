@@ -74,7 +74,7 @@ class PodStatusView(TypedDict, total=False):
     phase: Optional[str]
     reason: Optional[str]
     message: Optional[str]
-    conditions: list[dict[str, Any]]  # type, status, reason, message; _POD_CONDITIONS only
+    conditions: list[dict[str, Any]]  # type, status, reason, message: DisruptionTarget, PodScheduled not True
     containerStatuses: list[dict[str, Any]]  # name, state, lastState, restartCount
 
 
@@ -99,9 +99,9 @@ MAX_ARGUMENT_DEPTH = 100
 # those (about one Job event per task) then compare equal and start no reconcile pass.
 _JOB_STATUS = ("failed", "succeeded", "uncountedTerminatedPods", "startTime")
 # The pod conditions decisions read (attempts.py): an eviction's DisruptionTarget and the
-# scheduler's PodScheduled=False/Unschedulable. Initialized, ContainersReady, Ready and
-# PodReadyToStartContainers change on every start and decide nothing.
-_POD_CONDITIONS = ("DisruptionTarget", "PodScheduled")
+# scheduler's PodScheduled=False/Unschedulable; PodScheduled=True, Initialized,
+# ContainersReady, Ready and PodReadyToStartContainers change on every start and decide
+# nothing, so they are not kept (each was a reconcile pass per task).
 _META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
          "deletionTimestamp")
 _SPEC_SMALL = ("task", "app", "timeoutSeconds", "retries", "image", "resources", "ttlSecondsAfterFinished")
@@ -215,7 +215,8 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
             "message": status.get("message"),
             "conditions": [
                 {k: c.get(k) for k in ("type", "status", "reason", "message") if c.get(k) is not None}
-                for c in status.get("conditions") or [] if c.get("type") in _POD_CONDITIONS
+                for c in status.get("conditions") or []
+                if c.get("type") == "DisruptionTarget" or (c.get("type") == "PodScheduled" and c.get("status") != "True")
             ],
             "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
         },

@@ -322,3 +322,24 @@ def test_broker_down_the_state_is_written_alone_and_the_event_retried(monkeypatc
     kube, _ = check(row)
     (_, fields), = kube.writes
     assert "event" not in fields
+
+
+def test_our_own_write_of_an_unfinished_state_starts_no_pass_and_a_finished_one_does():
+    async def scenario():
+        cache = Cache()
+        reconciler = Reconciler(Settings(default_image="x"), FakeKube({}), cache, clock=lambda: NOW)
+        try:
+            cache.put_task(KEY, views.task_view(task()))
+            written = task(state="PENDING", job_name="lt-t1")
+            written["metadata"]["resourceVersion"] = "8"
+            reconciler._write_through(KEY, written)
+            pending_queued = KEY in reconciler.main._queued
+            assert cache.task(KEY)["status"]["state"] == "PENDING"  # the cache has the write
+            finished = task(state="SUCCESS", finished=RECENT)
+            finished["metadata"]["resourceVersion"] = "9"
+            reconciler._write_through(KEY, finished)
+            return pending_queued, KEY in reconciler.main._queued
+        finally:
+            await reconciler.stop()
+
+    assert asyncio.run(scenario()) == (False, True)

@@ -144,9 +144,22 @@ def test_a_job_update_of_only_ready_or_active_starts_no_reconcile_pass():
 def test_pod_view_keeps_only_the_conditions_decisions_read():
     conditions = [{"type": t, "status": "True"} for t in
                   ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")]
-    pod = {"metadata": {"name": "p"}, "status": {"phase": "Running", "conditions": conditions}}
-    assert views.pod_view(pod)["status"]["conditions"] == [{"type": "PodScheduled", "status": "True"}]
+    pod = {"metadata": {"name": "p"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}}
     c = Cache()
     assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod)) is True
-    pod["status"]["conditions"] = conditions[-1:]  # Ready & co. gone: nothing decisions read changed
+    assert views.pod_view(pod)["status"]["conditions"][0]["reason"] == "Unschedulable"
+    pod["status"]["conditions"] = conditions  # scheduled, started: nothing kept, a change
+    assert views.pod_view(pod)["status"]["conditions"] == []
+    assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod)) is True
+    pod["status"]["conditions"] = conditions[-1:]  # Ready & co. changed: nothing decisions read did
     assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod)) is False
+
+
+def test_a_jobs_start_time_alone_starts_no_pass_but_is_kept_for_the_decision_that_reads_it():
+    c = Cache()
+    first = job()
+    del first["status"]["startTime"]
+    assert c.put_child(JOBS, ("ns", "j1"), ("ns", "t1"), views.job_view(first)) is True
+    assert c.put_child(JOBS, ("ns", "j1"), ("ns", "t1"), views.job_view(job())) is False
+    assert c.job(("ns", "t1"))["status"]["startTime"] == "2026-11-30T00:00:00Z"
