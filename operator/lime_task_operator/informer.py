@@ -292,6 +292,9 @@ def _lines(response: Any):
     """Newline-delimited JSON of a watch response, one complete line at a time."""
     pending = bytearray()
     for chunk in response.stream(64 * 1024, decode_content=True):
+        if not pending and chunk.find(b"\n") == len(chunk) - 1 and chunk.strip():
+            yield chunk  # the usual case: the API server sends each event as one chunk
+            continue
         start = len(pending)
         pending += chunk
         end = pending.find(b"\n", start)
