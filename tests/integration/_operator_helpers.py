@@ -91,6 +91,42 @@ def condition(obj: dict, type_: str) -> dict:
     raise AssertionError(f"no {type_} condition in {obj.get('status')}")
 
 
+def confirmed(obj: Optional[dict]) -> bool:
+    """Whether the broker confirmed the task's event (status.event.confirmedAt is set)."""
+    return bool(obj) and bool(((obj.get("status") or {}).get("event") or {}).get("confirmedAt"))
+
+
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 90.0, interval: float = 0.2) -> Any:
+    """Poll `probe()` until it returns a truthy value, and return that value; after
+    `timeout` seconds AssertionError naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def drain(url: str, queue: str) -> list[tuple[str, Any, Any]]:
+    """Every message now in `queue` on the broker at `url`, removed from it, oldest first:
+    (routing key, JSON body, pika BasicProperties) each."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        messages = []
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return messages
+            messages.append((method.routing_key, json.loads(body), properties))
+    finally:
+        connection.close()
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids of local processes whose environment contains `text` (the local node runs
     each task as a host process with LIME_TASK in its environment)."""

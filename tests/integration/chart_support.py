@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterable
 
 import yaml
+
+from ._operator_helpers import wait_for  # noqa: F401 - the helm tests' poll, re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "lime-task"
@@ -142,18 +143,6 @@ def run_cli(cluster, *args: str, env: dict | None = None, timeout: float = 120, 
         timeout=timeout,
         input=input,
     )
-
-
-def wait_for(check, what: str, timeout: float = 90.0, interval: float = 0.5):
-    """Poll `check()` until it returns a truthy value; AssertionError naming `what`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def get_json(cluster, *args: str):

@@ -14,7 +14,6 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 
-import pika
 import pytest
 
 from devcluster import cluster as local
@@ -23,7 +22,7 @@ from devcluster.config import HOST, ClusterConfig
 from lime_task.events import EventConsumer, TaskEvent, event_message_id, pattern_for, routing_key
 from lime_task_operator.publisher import EventPublisher, PublishError
 
-from ._operator_helpers import Api, condition, state
+from ._operator_helpers import Api, condition, confirmed, drain, state
 
 pytestmark = pytest.mark.integration
 
@@ -89,12 +88,6 @@ def running_private_broker(private_broker):
     private_broker.start()
 
 
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
-
-
 def unique(prefix: str) -> str:
     return f"test.{prefix}.{uuid.uuid4().hex[:10]}"
 
@@ -104,25 +97,15 @@ def durable_queue(url: str, exchange: str, queue: str) -> None:
     EventConsumer(pattern_for(), url=url, exchange=exchange, queue=queue).open().close()
 
 
-def drain(url: str, queue: str) -> list[tuple[str, dict, pika.BasicProperties]]:
-    """Every message now in `queue` (routing key, body, properties), removed from it."""
-    import json
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        out = []
-        while True:
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append((method.routing_key, json.loads(body), properties))
-    finally:
-        connection.close()
-
-
-def confirmed(obj) -> bool:
-    return bool(obj) and bool(((obj.get("status") or {}).get("event") or {}).get("confirmedAt"))
+def wait_unpublished(api: Api, expected: dict[str, str]) -> list[dict]:
+    """Wait until each task of `expected` (name -> state) ended in its state with an event
+    not yet published; the tasks, in the order of `expected`."""
+    ended = []
+    for name, wanted in expected.items():
+        obj = api.wait(name, terminal_with_failed_event, timeout=150, what="end with an unpublished event")
+        assert state(obj) == wanted
+        ended.append(obj)
+    return ended
 
 
 def terminal_with_failed_event(obj) -> bool:
@@ -244,9 +227,7 @@ def test_events_of_tasks_that_finish_during_a_broker_outage_arrive_exactly_once(
 
     node.stop()
     expected = create_mixed(api, TASKS_IN_OUTAGE)
-    for name, wanted in expected.items():
-        obj = api.wait(name, terminal_with_failed_event, timeout=150, what="end with an unpublished event")
-        assert state(obj) == wanted  # tasks ran and their status was written during the outage
+    for obj in wait_unpublished(api, expected):  # tasks ran and their status was written during the outage
         assert condition(obj, "EventPublished")["reason"] == "BrokerUnreachable"
 
     node.start()
@@ -265,9 +246,7 @@ def test_an_operator_killed_before_publishing_still_delivers_after_restart(
     node.stop()
     handle = operator(namespace, BROKER_URL=node.url, EXCHANGE=exchange)
     expected = create_mixed(api, 4)
-    for name, wanted in expected.items():
-        obj = api.wait(name, terminal_with_failed_event, timeout=150, what="end with an unpublished event")
-        assert state(obj) == wanted
+    wait_unpublished(api, expected)
 
     handle.kill()  # SIGKILL: whatever the operator held in memory is gone
     node.start()

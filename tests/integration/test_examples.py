@@ -7,43 +7,20 @@ exchange and queue, so the examples cannot see each other's tasks or events.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import uuid
 
-import pika
 import pytest
 
-from devcluster.config import REPO_ROOT
 from lime_task.events import EventConsumer, dead_letter_names, pattern_for
+from tests.example_modules import EXAMPLES, load_example
 
-from ._operator_helpers import Api, condition, state
+from ._operator_helpers import condition, confirmed, drain, state
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = REPO_ROOT / "examples"
 T = "sample_tasks.tasks"
-
-
-def load_example(path, name: str):
-    """Import an example's module by file: example folders are not importable names."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def confirmed(obj) -> bool:
-    return bool(obj) and bool(((obj.get("status") or {}).get("event") or {}).get("confirmedAt"))
-
-
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
 
 
 # -- 01: the LimeTask manifest -------------------------------------------------------------
@@ -75,17 +52,24 @@ def failure_mailer():
     return load_example(EXAMPLES / "02-failure-mailer" / "failure_mailer.py", "example_failure_mailer")
 
 
-@pytest.mark.timeout(240)
-def test_02_failure_mailer_mails_one_line_per_failed_task_and_none_for_successes(
-    operator, namespace, api, broker, failure_mailer
-):
+@pytest.fixture
+def mailer_queue(operator, namespace, broker) -> tuple[str, str]:
+    """(exchange, queue): the mailer's durable queue on a fresh exchange, made before any
+    event (what its README promises is that failures wait in it, also while the mailer is
+    not running yet), and an operator publishing there."""
     exchange = f"test.examples.{uuid.uuid4().hex[:10]}"
     queue = f"test.mailer.{uuid.uuid4().hex[:10]}"
-    # The mailer's durable queue exists before any event: what its README promises is
-    # that failures wait in it, also while the mailer is not running yet.
     EventConsumer(pattern_for(failures=True), url=broker.url, exchange=exchange, queue=queue,
                   dead_letter=True).open().close()
     operator(namespace, BROKER_URL=broker.url, EXCHANGE=exchange)
+    return exchange, queue
+
+
+@pytest.mark.timeout(240)
+def test_02_failure_mailer_mails_one_line_per_failed_task_and_none_for_successes(
+    api, broker, failure_mailer, mailer_queue
+):
+    exchange, queue = mailer_queue
 
     # A success first, confirmed by the broker before the failure is even created: had
     # the mailer's binding routed it, it would be first in the queue and first mailed.
@@ -119,13 +103,9 @@ def test_02_failure_mailer_mails_one_line_per_failed_task_and_none_for_successes
 
 @pytest.mark.timeout(240)
 def test_02_a_mail_that_cannot_be_sent_is_dead_lettered_not_lost(
-    operator, namespace, api, broker, failure_mailer
+    api, broker, failure_mailer, mailer_queue
 ):
-    exchange = f"test.examples.{uuid.uuid4().hex[:10]}"
-    queue = f"test.mailer.{uuid.uuid4().hex[:10]}"
-    EventConsumer(pattern_for(failures=True), url=broker.url, exchange=exchange, queue=queue,
-                  dead_letter=True).open().close()
-    operator(namespace, BROKER_URL=broker.url, EXCHANGE=exchange)
+    exchange, queue = mailer_queue
     bad = api.create(f"{T}.fail", "boom")
     api.wait(bad, confirmed, timeout=120, what="confirmed event")
 
@@ -136,24 +116,9 @@ def test_02_a_mail_that_cannot_be_sent_is_dead_lettered_not_lost(
                               exchange=exchange, max_messages=1, timeout=60) == 1
 
     _, dead_queue = dead_letter_names(queue)
-    parked = drain(broker.url, dead_queue)
+    parked = [body for _, body, _ in drain(broker.url, dead_queue)]
     assert [body["id"] for body in parked] == [bad]
     assert parked[0]["state"] == "FAILURE"
-
-
-def drain(url: str, queue: str) -> list[dict]:
-    """The bodies of every message now in `queue`, removed from it."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        bodies = []
-        while True:
-            method, _, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return bodies
-            bodies.append(json.loads(body))
-    finally:
-        connection.close()
 
 
 # -- 03: the application factory ----------------------------------------------------------

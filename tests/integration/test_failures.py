@@ -33,7 +33,7 @@ from kubernetes import client
 
 from lime_task.constants import LABEL_TASK_ID
 
-from ._operator_helpers import Api, condition, processes_mentioning
+from ._operator_helpers import Api, condition, processes_mentioning, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,32 +44,16 @@ HUGE = "4000Ti"
 FAKE_TAINT = {"key": "limetask.dev/no-agent", "value": "true", "effect": "NoSchedule"}
 
 
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
-
-
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def wait_for(what, probe, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"no {what} after {timeout}s")
-
-
 def only_pod(api: Api, name: str, timeout: float = 60.0):
-    return wait_for(f"pod of task {name}", lambda: (api.pods(name) or [None])[0], timeout)
+    return wait_for(lambda: (api.pods(name) or [None])[0], f"pod of task {name}", timeout)
 
 
 def wait_running_process(name: str) -> None:
-    wait_for(f"process of task {name}", lambda: processes_mentioning(name), 60)
+    wait_for(lambda: processes_mentioning(name), f"process of task {name}", 60)
 
 
 def finished(api: Api, name: str, timeout: float = 120.0) -> dict:
@@ -162,7 +146,7 @@ def test_an_evicted_task_says_evicted_keeps_attempts_start_and_log(operator, nam
         except client.ApiException:  # 400 while the node still reports ContainerCreating
             return False
 
-    wait_for("the runner's first log line", logged, 30)
+    wait_for(logged, "the runner's first log line", 30)
     # What `kubectl drain` does for each pod: the Eviction API.
     api.core.create_namespaced_pod_eviction(pod, namespace, client.V1Eviction(
         metadata=client.V1ObjectMeta(name=pod, namespace=namespace)))
@@ -176,7 +160,7 @@ def test_an_evicted_task_says_evicted_keeps_attempts_start_and_log(operator, nam
     assert (last["pod"], last["reason"]) == (pod, "Evicted")
     assert f"running {T}.sleep" in last["logTail"]  # the runner's first log line
     # The pod is gone; `lime-task logs` shows what the status kept.
-    wait_for("the evicted pod to go", lambda: not api.pods(name), 60)
+    wait_for(lambda: not api.pods(name), "the evicted pod to go", 60)
     done = subprocess.run([sys.executable, "-m", "lime_task.cli", "logs", name, "--app", "demo", "-n", namespace],
                           capture_output=True, text=True, timeout=60, env=cluster.env())
     assert done.returncode == 0, done.stderr
@@ -267,7 +251,7 @@ def test_an_image_that_cannot_be_pulled_fails_after_the_bounded_wait(operator, n
         waited = (datetime.datetime.fromisoformat(status["finishedAt"].replace("Z", "+00:00")) - created)
         assert timeout <= waited.total_seconds() < timeout + 15, waited
         # The Job must not start the failed task if the image shows up later.
-        wait_for("the Job's deletion", lambda: not api.jobs(name), 30)
+        wait_for(lambda: not api.jobs(name), "the Job's deletion", 30)
 
 
 def test_an_oom_killed_task_names_its_memory_limit(operator, namespace, api):
@@ -327,4 +311,4 @@ def test_a_real_missing_image_fails_with_kubelets_reason_and_message(operator, n
     assert status["reason"] in ("ErrImagePull", "ImagePullBackOff"), status
     assert "no-such-image" in status["error"]["message"] and "20s" in status["error"]["message"]
     assert status["attempts"] == 0
-    wait_for("the Job's deletion", lambda: not api.jobs(name), 30)
+    wait_for(lambda: not api.jobs(name), "the Job's deletion", 30)

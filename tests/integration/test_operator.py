@@ -12,17 +12,11 @@ import pytest
 
 from lime_task.constants import MAX_ARGUMENTS_BYTES
 
-from ._operator_helpers import Api, condition, processes_mentioning, state
+from ._operator_helpers import condition, processes_mentioning, state
 
 pytestmark = pytest.mark.integration
 
 T = "sample_tasks.tasks"
-
-
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
 
 
 def test_success_records_result_times_job_and_events(operator, namespace, api):

@@ -9,17 +9,11 @@ import time
 
 import pytest
 
-from ._operator_helpers import Api, condition, state
+from ._operator_helpers import condition, state
 
 pytestmark = pytest.mark.integration
 
 BOUND = 30  # seconds: "ends as FAILURE within 30 s"
-
-
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
 
 
 def _poison(cluster, namespace: str, name: str, depth: int) -> None:

@@ -14,12 +14,6 @@ pytestmark = pytest.mark.integration
 BATCH = 20
 
 
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
-
-
 def _wait_for_jobs(api: Api, at_least: int, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while True:

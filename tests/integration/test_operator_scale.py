@@ -21,12 +21,6 @@ pytestmark = pytest.mark.integration
 EXISTING = 1000
 
 
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
-
-
 def _wait_terminal(api: Api, names: list[str], timeout: float) -> dict[str, dict]:
     deadline = time.monotonic() + timeout
     while True:

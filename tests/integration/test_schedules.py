@@ -29,7 +29,7 @@ from lime_task.constants import ANNOTATION_INSTANTIATE, ANNOTATION_SCHEDULED_AT,
 from lime_task.events import EventConsumer, pattern_for
 from lime_task_operator import schedule
 
-from ._operator_helpers import Api, state
+from ._operator_helpers import state, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,26 +77,13 @@ class Schedules:
                 if e.involved_object.kind == "LimeTaskSchedule" and e.involved_object.name == name]
 
     def wait_for(self, what: str, predicate, timeout: float = 60):
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.3)
-        raise AssertionError(f"no {what} after {timeout}s; last: {value!r}")
+        return wait_for(predicate, what, timeout, interval=0.3)
 
 
 @pytest.fixture
 def schedules(cluster, schedule_crd, namespace):
     with cluster.api_client() as api_client:
         yield Schedules(api_client, namespace)
-
-
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
 
 
 def fast_operator(operator, namespace, anchor: float, **settings):

@@ -36,7 +36,7 @@ from lime_task.constants import CRD_NAME, GROUP, PLURAL, SCHEDULE_CRD_NAME, VERS
 from lime_task.consumer import EventConsumer
 from lime_task.events import pattern_for
 
-from ._operator_helpers import Api, condition, state
+from ._operator_helpers import Api, condition, drain, state
 
 pytestmark = pytest.mark.integration
 
@@ -120,20 +120,6 @@ def create_under_old_schema(cluster, api: Api, tree: Path, obj: dict, tries: int
         wait_for_old_schema(api, obj)
 
 
-def drain(url: str, queue: str) -> list[tuple[str, dict]]:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        out = []
-        while True:
-            method, _properties, payload = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append((method.routing_key, json.loads(payload)))
-    finally:
-        connection.close()
-
-
 def delete_queue(url: str, queue: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
@@ -156,12 +142,6 @@ class StartOrder:
             if (tasks[name].get("status") or {}).get("jobName") and name not in self.seen:
                 self.seen.append(name)
         return tasks
-
-
-@pytest.fixture
-def api(cluster, namespace):
-    with cluster.api_client() as api_client:
-        yield Api(api_client, namespace)
 
 
 def test_upgrade_from_0_1_0_with_tasks_in_flight(cluster, crd, broker, namespace, api, tmp_path):
@@ -260,7 +240,7 @@ def test_upgrade_from_0_1_0_with_tasks_in_flight(cluster, crd, broker, namespace
         assert api.jobs(long_name) == []
 
         # One event each, none for the task whose routing key cannot exist.
-        events = drain(broker.url, queue)
+        events = [(routing_key, payload) for routing_key, payload, _ in drain(broker.url, queue)]
         by_task: dict[str, list[str]] = {}
         for routing_key, payload in events:
             by_task.setdefault(payload["id"], []).append(routing_key)

@@ -4,24 +4,10 @@ tests/integration/test_examples.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from devcluster.config import REPO_ROOT
 from lime_task.events import TaskEvent
-
-EXAMPLES = REPO_ROOT / "examples"
-
-
-def load(path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.example_modules import EXAMPLES, load_example as load
 
 mailer_module = load(EXAMPLES / "02-failure-mailer" / "failure_mailer.py", "example_failure_mailer_unit")
 app_module = load(EXAMPLES / "03-app-factory" / "factory_demo" / "app.py", "example_factory_app_unit")
