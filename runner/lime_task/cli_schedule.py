@@ -62,7 +62,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                         help="finished SUCCESS tasks to keep (default 3)")
     create.add_argument("--failed-history", type=_count("--failed-history", 0, 100), metavar="N",
                         help="finished FAILURE tasks to keep (default 1)")
-    cli_args.add_run_options(create)  # each run's
+    cli_args.add_run_options(create)  # the run options of each task the schedule creates
     action("list", "list the schedules")
     action("get", "show a schedule")
     action("suspend", "stop starting new runs (running tasks go on)")
