@@ -68,11 +68,28 @@ def start_operator(cluster: testing.Cluster, namespace: str, log_path: Path,
                    max_running: int = 0, metrics_port: int = 0) -> testing.OperatorProcess:
     """The operator as in production (`python -m lime_task_operator --namespace NS`),
     events disabled (no broker URL), returned once its liveness endpoint answers;
-    with `metrics_port`, serving its Prometheus metrics there."""
-    env = testing.operator_env(cluster.env(), DEFAULT_IMAGE=DEFAULT_IMAGE, MAX_RUNNING=max_running,
-                               METRICS_PORT=metrics_port)
+    with `metrics_port`, serving its Prometheus metrics there. On a node that runs
+    containers (the cluster has images) its tasks run the tasks image."""
+    if cluster.images:
+        env = testing.operator_env(cluster.env(), cluster.images, MAX_RUNNING=max_running,
+                                   METRICS_PORT=metrics_port)
+    else:
+        env = testing.operator_env(cluster.env(), DEFAULT_IMAGE=DEFAULT_IMAGE, MAX_RUNNING=max_running,
+                                   METRICS_PORT=metrics_port)
     log_path.unlink(missing_ok=True)
     return testing.OperatorProcess(namespace, env, log_path).start()
+
+
+def task_settings(cluster: testing.Cluster):
+    """The operator settings a benchmark's raw Jobs are built with, as the operator builds
+    its own: the tasks image on a node that runs containers, else the host-process node's
+    placeholder image and the checkout's sample tasks on PYTHONPATH."""
+    sys.path.insert(0, str(REPO / "operator"))
+    from lime_task_operator.settings import Settings
+
+    if cluster.images:
+        return Settings(default_image=cluster.images["tasks"])
+    return Settings(default_image=DEFAULT_IMAGE, extra_env=EXTRA_ENV)
 
 
 def operator_counters(port: int) -> dict[str, float]:

@@ -34,14 +34,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import (DEFAULT_IMAGE, EXTRA_ENV, TASK, Recorder, cluster_with_crd, create_namespace, delete_namespaces,
-                     operator_counters, peak_rss_kib, start_operator, summary, task_body, wait_until)
+from _common import (TASK, Recorder, cluster_with_crd, create_namespace, delete_namespaces, operator_counters,
+                     peak_rss_kib, start_operator, summary, task_body, task_settings, wait_until)
 from kubernetes import client
 
 from devcluster import testing
 from lime_task.constants import GROUP, PLURAL, VERSION
 from lime_task_operator.jobs import build_job
-from lime_task_operator.settings import Settings
 
 
 def apiserver_requests(api_client) -> dict[tuple[str, str, str, str], float]:
@@ -156,11 +155,11 @@ def operator_requests(counters: dict[str, float]) -> tuple[float, str]:
     return sum(by_call.values()), parts
 
 
-def run_direct_phase(api_client, namespace, count, timeout):
+def run_direct_phase(api_client, cluster, namespace, count, timeout):
     batch = client.BatchV1Api(api_client)
     recorder = Recorder(api_client, namespace)
     recorder.start(tasks=False)
-    settings = Settings(default_image=DEFAULT_IMAGE, extra_env=EXTRA_ENV)
+    settings = task_settings(cluster)
     bodies = []
     for i in range(count):
         name = f"bench-{i:05d}"
@@ -204,7 +203,7 @@ def main(argv=None) -> int:
         direct = None
         if not args.no_direct:
             print(f"direct phase: {args.count} Jobs in {direct_ns}", flush=True)
-            direct = run_direct_phase(api_client, direct_ns, args.count, args.timeout)
+            direct = run_direct_phase(api_client, cluster, direct_ns, args.count, args.timeout)
     finally:
         delete_namespaces(core, (op_ns, direct_ns))
     if args.raw:
@@ -229,6 +228,7 @@ def main(argv=None) -> int:
     print(f"Events per task            {op['own_events'] / args.count:.2f} by the operator (KUBE_EVENTS default), "
           f"{op['events'] / args.count:.2f} in the cluster (Job controller, scheduler, kubelet included)")
     print(f"controller-manager         {controller_manager_flags()}")
+    print(f"node                       {'kubelet (pods in containers)' if cluster.images else 'host-process (pods as processes)'}")
     if direct is None:
         return 0 if op["finished"] else 1
     print(f"direct Jobs total          {direct['total']:.1f}s  ({direct['complete']} Complete, all: {direct['finished']})")

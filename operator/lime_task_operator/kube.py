@@ -1,12 +1,15 @@
 """The only module that calls the Kubernetes API.
 
-Blocking calls on one shared kubernetes.client.ApiClient (its connection pool is
-thread-safe); the reconciler runs them in a thread pool so the event loop never waits.
+Blocking calls, made by the reconciler's thread pool so the event loop never waits.
+Credentials and the API server's address come from a kubernetes.client.ApiClient's
+configuration (kubeconfig or in-cluster); the requests themselves go through
+transport.py's keep-alive connections (thread-safe pool), which cost a third of the
+CPU of the client's own request path (transport.py says how that was measured); the
+client's path is kept for a kubeconfig with a proxy.
 
-Requests go through the client's low-level request path with plain dicts in and out,
-rather than the generated model classes: the operator works with the objects as the
-API server sends them (camelCase dicts, the same shape kopf hands to handlers), and
-the status patch must be a JSON merge patch with a resourceVersion precondition.
+Plain dicts in and out, rather than the generated model classes: the operator works
+with the objects as the API server sends them (camelCase dicts), and the status patch
+must be a JSON patch with a resourceVersion precondition.
 """
 
 from __future__ import annotations
