@@ -15,8 +15,9 @@ the operator's memory grows with the number of objects by a small, documented am
   all and carries the refusal in ``invalid`` (it ends as InvalidTask);
 - Jobs: metadata, owner references and the status fields decisions read (conditions,
   pod counts, startTime); pods: metadata and the status fields the verdict reads (the
-  termination message included: a succeeded pod's report is the task's result). An
-  update that changes nothing kept starts no reconcile pass (cache.put_child). Only unfinished tasks' Jobs and pods are kept (cache.py), so this
+  termination message included: a succeeded pod's report is the task's result; a
+  container that waits to be created is kept as not reported yet). An update that
+  changes nothing kept starts no reconcile pass (cache.put_child). Only unfinished tasks' Jobs and pods are kept (cache.py), so this
   grows with the tasks running, not with those that exist.
 
 Each view is a plain dict detached from the parsed body, safe to read from any worker.
@@ -30,6 +31,7 @@ from typing import Any, Mapping, Optional, TypedDict
 from lime_task.constants import LABEL_TASK_ID, TERMINAL_STATES
 
 # The task's full name on its Jobs and pods (a label value holds only 63 characters).
+from .attempts import STUCK_WAITING_REASONS
 from .jobs import ANNOTATION_TASK_NAME
 
 # Key = (namespace, name)
@@ -197,6 +199,15 @@ def job_view(body: Mapping[str, Any]) -> JobView:
     return {"metadata": metadata, "status": kept}
 
 
+def _not_started(status: Mapping[str, Any]) -> bool:
+    """A container that has never run and waits for a reason no decision reads (e.g.
+    ContainerCreating): kept as if kubelet had not reported it yet, so that this report
+    starts no reconcile pass. Stuck reasons (attempts.STUCK_WAITING_REASONS) are kept."""
+    state = status.get("state") or {}
+    return (list(state) == ["waiting"] and not status.get("restartCount") and not status.get("lastState")
+            and (state["waiting"] or {}).get("reason") not in STUCK_WAITING_REASONS)
+
+
 def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
     kept = {"name": status.get("name"), "state": dict(status.get("state") or {}),
             "restartCount": status.get("restartCount", 0)}
@@ -218,6 +229,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
                 for c in status.get("conditions") or []
                 if c.get("type") == "DisruptionTarget" or (c.get("type") == "PodScheduled" and c.get("status") != "True")
             ],
-            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []],
+            "containerStatuses": [_container_status(c) for c in status.get("containerStatuses") or []
+                                  if not _not_started(c)],
         },
     }

@@ -163,3 +163,18 @@ def test_a_jobs_start_time_alone_starts_no_pass_but_is_kept_for_the_decision_tha
     assert c.put_child(JOBS, ("ns", "j1"), ("ns", "t1"), views.job_view(first)) is True
     assert c.put_child(JOBS, ("ns", "j1"), ("ns", "t1"), views.job_view(job())) is False
     assert c.job(("ns", "t1"))["status"]["startTime"] == "2026-11-30T00:00:00Z"
+
+
+def test_a_container_being_created_is_kept_as_not_reported_and_a_stuck_one_is_kept():
+    def pod(*statuses):
+        return {"metadata": {"name": "p"}, "status": {"phase": "Pending", "containerStatuses": list(statuses)}}
+
+    creating = {"name": "task", "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}
+    stuck = {"name": "task", "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull", "message": "no"}}}
+    again = {**creating, "restartCount": 1, "lastState": {"terminated": {"exitCode": 1}}}
+    assert views.pod_view(pod(creating)) == views.pod_view(pod())
+    assert views.pod_view(pod(stuck))["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
+    assert views.pod_view(pod(again))["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
+    c = Cache()
+    assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod())) is True
+    assert c.put_child(PODS, ("ns", "p"), ("ns", "t1"), views.pod_view(pod(creating))) is False
