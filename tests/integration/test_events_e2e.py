@@ -92,9 +92,12 @@ def unique(prefix: str) -> str:
     return f"test.{prefix}.{uuid.uuid4().hex[:10]}"
 
 
-def durable_queue(url: str, exchange: str, queue: str) -> None:
-    """Bind a durable queue to every task event: it keeps what arrives while nobody reads."""
+def durable_queue(url: str) -> tuple[str, str]:
+    """(exchange, queue): a fresh exchange and a durable queue bound to every task event
+    of it, which keeps what arrives while nobody reads."""
+    exchange, queue = unique("exchange"), unique("queue")
     EventConsumer(pattern_for(), url=url, exchange=exchange, queue=queue).open().close()
+    return exchange, queue
 
 
 def wait_unpublished(api: Api, expected: dict[str, str]) -> list[dict]:
@@ -141,8 +144,7 @@ def assert_exactly_once(events, tasks: dict[str, dict], label: str) -> None:
 @pytest.mark.timeout(240)
 def test_the_same_publisher_recovers_after_a_broker_restart(running_private_broker):
     node = running_private_broker
-    exchange, queue = unique("exchange"), unique("queue")
-    durable_queue(node.url, exchange, queue)
+    exchange, queue = durable_queue(node.url)
     publisher = EventPublisher(node.url, exchange)
     try:
         now = datetime.now(timezone.utc)
@@ -219,8 +221,7 @@ def test_events_of_tasks_that_finish_during_a_broker_outage_arrive_exactly_once(
     operator, namespace, api, running_private_broker
 ):
     node = running_private_broker
-    exchange, queue = unique("exchange"), unique("queue")
-    durable_queue(node.url, exchange, queue)
+    exchange, queue = durable_queue(node.url)
     operator(namespace, BROKER_URL=node.url, EXCHANGE=exchange)
     warm = api.create(f"{T}.add", 0, 0)  # the operator's connection is open before the outage
     api.wait(warm, confirmed, timeout=120, what="confirmed event")
@@ -241,8 +242,7 @@ def test_an_operator_killed_before_publishing_still_delivers_after_restart(
     operator, namespace, api, running_private_broker
 ):
     node = running_private_broker
-    exchange, queue = unique("exchange"), unique("queue")
-    durable_queue(node.url, exchange, queue)
+    exchange, queue = durable_queue(node.url)
     node.stop()
     handle = operator(namespace, BROKER_URL=node.url, EXCHANGE=exchange)
     expected = create_mixed(api, 4)
