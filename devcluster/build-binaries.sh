@@ -198,12 +198,9 @@ build_wrapped etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/ser
 build_kubernetes
 build_wrapped helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-# The node's binaries only when asked for (LIME_NODE_BINARIES=1): a cluster without the
-# kubelet node does not need them.
-if [ "${LIME_NODE_BINARIES:-0}" = 1 ]; then
-  build_kubelet
-  build_containerd
-  build_wrapped crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools sigs.k8s.io/cri-tools/cmd/crictl \
-    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
-fi
+# The node's binaries.
+build_kubelet
+build_containerd
+build_wrapped crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools sigs.k8s.io/cri-tools/cmd/crictl \
+  "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
 log "all binaries present in $BIN ($((SECONDS - t_all))s)"

@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from . import components, kubeconfig, pki, procs, rabbitmq
+from . import components, images, kubeconfig, kubeletnode, pki, procs, rabbitmq
 from .components import Component
 from .config import REPO_ROOT, ClusterConfig
 
@@ -43,14 +43,12 @@ def _locked(cfg: ClusterConfig):
 
 
 def ensure_binaries(cfg: ClusterConfig) -> None:
-    node = cfg.node_kind == "kubelet"
-    if node:
-        ensure_node_packages()
-    missing = [b for b in BINARIES + (NODE_BINARIES if node else ()) if not (cfg.bin_dir / b).exists()]
+    ensure_node_packages()
+    missing = [b for b in BINARIES + NODE_BINARIES if not (cfg.bin_dir / b).exists()]
     if not missing:
         return
     log(f"building missing binaries ({', '.join(missing)}); the first build takes several minutes")
-    env = dict(os.environ, LIME_CACHE=str(cfg.cache_dir), LIME_NODE_BINARIES="1" if node else "0")
+    env = dict(os.environ, LIME_CACHE=str(cfg.cache_dir))
     proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdout=sys.stderr)
     if proc.returncode != 0:
         raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode} (its output is above)")
@@ -120,22 +118,18 @@ def up(cfg: ClusterConfig, control_plane: bool = True, broker: bool = True) -> l
     with _locked(cfg):
         if control_plane:
             ensure_binaries(cfg)
-            for d in (cfg.run_dir, cfg.log_dir, cfg.pods_dir):
+            for d in (cfg.run_dir, cfg.log_dir):
                 d.mkdir(parents=True, exist_ok=True)
             ensure_credentials(cfg)
-            if cfg.node_kind == "kubelet":
-                from . import images, kubeletnode
-
-                t_images = time.monotonic()
-                kubeletnode.write_image_refs(cfg, images.ensure_images(cfg))
-                done.append(f"images: ready in {time.monotonic() - t_images:.1f}s")
+            t_images = time.monotonic()
+            kubeletnode.write_image_refs(cfg, images.ensure_images(cfg))
+            done.append(f"images: ready in {time.monotonic() - t_images:.1f}s")
             for c in components.control_plane(cfg):
                 done.append(ensure_running(cfg, c))
-            if cfg.node_kind == "kubelet":
-                # The node may have been running while an image's inputs changed.
-                imported = kubeletnode.import_images(cfg)
-                if imported:
-                    done.append(f"images imported: {', '.join(imported)}")
+            # The node may have been running while an image's inputs changed.
+            imported = kubeletnode.import_images(cfg)
+            if imported:
+                done.append(f"images imported: {', '.join(imported)}")
         if broker:
             rabbitmq.ensure_installed()
             for c in rabbitmq.components(cfg):
@@ -151,14 +145,10 @@ def all_components(cfg: ClusterConfig) -> list[Component]:
 def down(cfg: ClusterConfig) -> list[str]:
     out = []
     with _locked(cfg):
-        # The kubelet node first, whichever node kind this environment names: its teardown
-        # needs containerd running to remove pod sandboxes, and must run even when `down`
-        # is called without LIME_NODE.
-        from . import kubeletnode
-
+        # The node's pods first: the teardown needs containerd running to remove pod
+        # sandboxes. Then the processes in reverse start order (kubelet and containerd
+        # while the apiserver still answers; etcd last).
         out += kubeletnode.teardown(cfg)
-        # Reverse start order: the node first, so it stops pod processes while the
-        # apiserver still answers; etcd last.
         for c in reversed(all_components(cfg)):
             if procs.stop(c.pid_file(cfg), c.marker):
                 out.append(f"{c.name}: stopped")
@@ -186,8 +176,6 @@ def env_exports(cfg: ClusterConfig) -> str:
         f"export LIME_TASK_BROKER_URL='{cfg.broker_url}'",
         f'export PATH="{cfg.bin_dir}:$PATH"',
     ]
-    if cfg.node_kind == "kubelet":
-        lines.append("export LIME_NODE=kubelet")
     return "\n".join(lines)
 
 

@@ -6,8 +6,6 @@ Pure data built from a ClusterConfig; ``cluster.py`` does the starting. The orde
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,7 +13,7 @@ from typing import Callable
 import yaml
 
 from . import health
-from .config import HOST, REPO_ROOT, ClusterConfig
+from .config import HOST, ClusterConfig
 
 
 @dataclass
@@ -89,7 +87,7 @@ def apiserver(cfg: ClusterConfig) -> Component:
             # The "kubernetes" Service's endpoint would be 127.0.0.1, which Endpoints
             # validation refuses; nothing in this cluster routes to it anyway.
             "--endpoint-reconciler-type", "none",
-            # How the apiserver reaches the node agent for pods/log (kubectl logs).
+            # How the apiserver reaches kubelet for pods/log (kubectl logs).
             "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
             "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
             "--kubelet-certificate-authority", str(pki / "ca.crt"),
@@ -173,36 +171,11 @@ def scheduler(cfg: ClusterConfig) -> Component:
     )
 
 
-def node_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def node(cfg: ClusterConfig) -> Component:
-    started = health.utcnow()
-    return Component(
-        name="node",
-        # The interpreter that runs this code: its venv is the one put first on the PATH
-        # of pod processes, so `python -m lime_task.runner` finds the project.
-        argv=[sys.executable, "-m", "devcluster.node"],
-        marker="devcluster.node",
-        ready=lambda: health.node_ready(cfg.apiserver_url, cfg.pki_dir, cfg.node_name, max_age=90),
-        ready_after_start=lambda: health.node_ready(cfg.apiserver_url, cfg.pki_dir, cfg.node_name, since=started),
-        timeout=60,
-        env=node_env(),
-        cwd=REPO_ROOT,
-    )
-
-
 def node_components(cfg: ClusterConfig) -> list[Component]:
-    """The node that runs pods: kubelet + containerd (LIME_NODE=kubelet) or the host-process agent."""
-    if cfg.node_kind == "kubelet":
-        from . import kubeletnode  # imports this module
+    """The node that runs pods: containerd, then kubelet (``kubeletnode``)."""
+    from . import kubeletnode  # imports this module
 
-        return kubeletnode.components(cfg)
-    return [node(cfg)]
+    return kubeletnode.components(cfg)
 
 
 def control_plane(cfg: ClusterConfig) -> list[Component]:

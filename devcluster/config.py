@@ -1,7 +1,7 @@
 """Where the local cluster keeps its state and which loopback ports it uses.
 
 One frozen object, built from the environment once, so that every module (the CLI, the
-node agent, the test fixtures) agrees on paths and ports without re-reading variables.
+node, the test fixtures) agrees on paths and ports without re-reading variables.
 Ports are deliberately not the defaults so that the cluster can sit beside a real one.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 NODE_NAME = "lime-local-node"
-NODE_KINDS = ("local", "kubelet")
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,6 @@ class ClusterConfig:
     service_ip: str = "10.96.0.1"
     node_name: str = NODE_NAME
     rabbit_management: bool = False
-    # Which node runs pods: "kubelet" (containerd, real containers from the project's
-    # images) or "local" (the host-process node agent). LIME_NODE chooses.
-    node_kind: str = "local"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "ClusterConfig":
@@ -46,11 +42,7 @@ class ClusterConfig:
         state = Path(env.get("LIME_CLUSTER_DIR") or "/tmp/lime-task-cluster")
         cache = Path(env.get("LIME_CACHE") or Path.home() / ".cache" / "lime-task")
         management = env.get("LIME_RABBITMQ_MANAGEMENT", "") in ("1", "true", "yes")
-        node_kind = env.get("LIME_NODE") or "local"
-        if node_kind not in NODE_KINDS:
-            raise ValueError(f"LIME_NODE must be one of {', '.join(NODE_KINDS)}, got {node_kind!r}")
-        cfg = cls(state_dir=state.resolve(), cache_dir=cache.resolve(), rabbit_management=management,
-                  node_kind=node_kind)
+        cfg = cls(state_dir=state.resolve(), cache_dir=cache.resolve(), rabbit_management=management)
         offset = env.get("LIME_CLUSTER_PORT_OFFSET", "0")
         if not offset.lstrip("-").isdigit():
             raise ValueError(f"LIME_CLUSTER_PORT_OFFSET must be an integer, got {offset!r}")
@@ -77,11 +69,6 @@ class ClusterConfig:
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
-
-    @property
-    def pods_dir(self) -> Path:
-        """per-pod working directories, container logs and termination-message files"""
-        return self.state_dir / "pods"
 
     @property
     def admin_kubeconfig(self) -> Path:

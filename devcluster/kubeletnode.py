@@ -110,7 +110,7 @@ def read_image_refs(cfg: ClusterConfig) -> dict[str, str]:
     try:
         return json.loads(image_refs_path(cfg).read_text())
     except FileNotFoundError:
-        raise NodeError(f"{image_refs_path(cfg)} is missing: run scripts/cluster up with LIME_NODE=kubelet") from None
+        raise NodeError(f"{image_refs_path(cfg)} is missing: run scripts/cluster up") from None
 
 
 def _prepare_containerd(cfg: ClusterConfig) -> None:

@@ -2,7 +2,7 @@
 
 One CA signs everything: the apiserver's serving certificate, a client certificate per
 component (the Common Name is the Kubernetes user, the Organization its group), and the
-node agent's kubelet serving certificate. A separate RSA key pair signs service-account
+kubelet's serving certificate. A separate RSA key pair signs service-account
 tokens. Files are only created when missing, so a restarted cluster keeps trusting the
 tokens and kubeconfigs it handed out before.
 """
@@ -108,12 +108,12 @@ def cert_specs(service_ip: str, node_name: str) -> list[CertSpec]:
                        "kubernetes.default.svc.cluster.local"),
             ip_addresses=("127.0.0.1", service_ip),
         ),
-        # The apiserver presents this one to the node agent (kubectl logs).
+        # The apiserver presents this one to kubelet (kubectl logs).
         CertSpec("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters", client=True),
         CertSpec("admin", "lime-admin", "system:masters", client=True),
         CertSpec("controller-manager", "system:kube-controller-manager", client=True),
         CertSpec("scheduler", "system:kube-scheduler", client=True),
-        # The node agent's identity: the Node authorizer limits it to its own node's objects.
+        # kubelet's identity: the Node authorizer limits it to its own node's objects.
         CertSpec("node", f"system:node:{node_name}", "system:nodes", client=True),
         CertSpec("kubelet-serving", f"system:node:{node_name}", "system:nodes", server=True,
                  dns_names=("localhost", node_name), ip_addresses=("127.0.0.1",)),

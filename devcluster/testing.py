@@ -35,17 +35,11 @@ class Cluster:
     # True for the cluster started here (logs in the state dir).
     local: bool
     cfg: ClusterConfig | None = None
-    # "local": the host-process node (images ignored, pods are host processes);
-    # "kubelet": pods run in containers from ``images`` (the local kubelet node, or any
-    # external cluster).
-    node_kind: str = "local"
     # Short name ("runner", "operator", "tasks", ...) -> image reference on the node.
     images: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def containers(self) -> bool:
-        """Whether pods run in real containers from their images."""
-        return self.node_kind != "local"
+    # TEMPORARY (removed before the session ends): every node runs containers now.
+    containers = True
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, KUBECONFIG=str(self.kubeconfig),
@@ -76,38 +70,27 @@ class Cluster:
         return local.log_tails(self.cfg, lines) if self.cfg else "(external cluster: no local logs)"
 
     def operator_chart_values(self) -> dict:
-        """Helm values that run the chart's operator and its task pods on this cluster's node.
-
-        A node that runs containers: the operator image (never pulled) and the tasks image
-        as default. On the local kubelet node the API server listens on loopback only,
-        so the operator's in-cluster config is pointed there (see ``adapt_operator``).
-        The host-process node ignores images: placeholders, and the task packages on
-        PYTHONPATH. Merge a test's own values over these with ``merge_values``.
+        """Helm values that run the chart's operator and its task pods on this cluster's node:
+        the operator image (never pulled) and the tasks image as default. On the local
+        cluster the API server listens on loopback only, so the operator's in-cluster
+        config is pointed there and the operator pod runs in the host's network. Merge a test's own values over
+        these with ``merge_values``.
         """
-        # The local cluster's operator pods share the host's network (host-process node, or
-        # hostNetwork on the kubelet node, where the scheduler also treats their container
-        # ports as host ports): every listening port must be one nobody else uses.
+        # The local cluster's operator pods share the host's network (hostNetwork, where
+        # the scheduler also treats their container ports as host ports): every listening
+        # port must be one nobody else uses.
         ports = ({"operator": {"healthPort": free_loopback_port()}, "metrics": {"port": free_loopback_port()}}
                  if self.local else {})
-        if not self.containers:
-            return merge_values(ports, {"operator": {
-                "defaultImage": "lime-task-runner:dev",
-                "extraEnv": {"PYTHONPATH": f"{REPO_ROOT / 'examples'}:{REPO_ROOT}"}}})
         repository, _, tag = self.images["operator"].rpartition(":")
         values: dict = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
                         "operator": {"defaultImage": self.images["tasks"]}}
         if self.local:
+            # Pods on the pod network cannot reach the API server (loopback only, no
+            # kube-proxy): the operator pod runs in the host's network.
+            values["hostNetwork"] = True
             values["env"] = [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
                              {"name": "KUBERNETES_SERVICE_PORT", "value": str(self.cfg.apiserver_port)}]
         return merge_values(ports, values)
-
-    def adapt_operator(self, namespace: str, deployment: str) -> None:
-        """On the local kubelet node, move the chart's operator pod into the host's network:
-        pods on the pod network cannot reach the API server (loopback only, no kube-proxy).
-        Elsewhere nothing to do. (A chart value for this would spare the patch.)"""
-        if self.local and self.containers:
-            self.kubectl("patch", "deployment", deployment, "-n", namespace, "--type=merge", "-p", json.dumps(
-                {"spec": {"template": {"spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}}}}))
 
     def apply_crd(self) -> str:
         """Apply the CRDs in crds/ (LimeTask and LimeTaskSchedule, as a user installs them)
@@ -139,16 +122,13 @@ def bring_up_cluster(environ: dict[str, str] | None = None) -> Cluster:
         if not path.is_file():
             raise local.ClusterError(f"LIME_TEST_KUBECONFIG={external}: no such file")
         local.ensure_binaries(ClusterConfig(cfg.state_dir, cfg.cache_dir))  # kubectl and helm for the tests
-        return Cluster(kubeconfig=path.resolve(), bin_dir=cfg.bin_dir, local=False, node_kind="kubelet",
+        return Cluster(kubeconfig=path.resolve(), bin_dir=cfg.bin_dir, local=False,
                        images=external_images(env.get("LIME_TEST_IMAGES", "")))
     local.up(cfg, control_plane=True, broker=False)
-    images: dict[str, str] = {}
-    if cfg.node_kind == "kubelet":
-        from .kubeletnode import read_image_refs
+    from .kubeletnode import read_image_refs
 
-        images = read_image_refs(cfg)
     return Cluster(kubeconfig=cfg.admin_kubeconfig, bin_dir=cfg.bin_dir, local=True, cfg=cfg,
-                   node_kind=cfg.node_kind, images=images)
+                   images=read_image_refs(cfg))
 
 
 REQUIRED_IMAGES = ("runner", "operator", "tasks")
@@ -226,24 +206,13 @@ def create_namespace(core, name: str, labels: Mapping[str, str], timeout: float 
             time.sleep(0.2)
 
 
-def operator_env(base: Mapping[str, str], images: Mapping[str, str] | None = None,
-                 **settings: object) -> dict[str, str]:
+def operator_env(base: Mapping[str, str], images: Mapping[str, str], **settings: object) -> dict[str, str]:
     """The environment of an operator process: `base` without any LIME_TASK_OPERATOR_*
-    variable (no settings leak in from a developer's shell), the node's defaults, then
-    `settings` (names without the prefix).
-
-    With `images` (a node that runs containers) the default image is ``images["tasks"]``,
-    which has the sample and test task packages. Without (the host-process node, which
-    ignores images) a placeholder image and EXTRA_ENV with PYTHONPATH at examples/."""
+    variable (no settings leak in from a developer's shell), the default image
+    ``images["tasks"]`` (it has the sample and test task packages), then `settings`
+    (names without the prefix)."""
     env = {k: v for k, v in base.items() if not k.startswith(OPERATOR_ENV_PREFIX)}
-    if images:
-        defaults = {"DEFAULT_IMAGE": images["tasks"]}
-    else:
-        defaults = {
-            "DEFAULT_IMAGE": "lime-task-runner:dev",
-            "EXTRA_ENV": '{"PYTHONPATH": "%s"}' % (REPO_ROOT / "examples"),
-        }
-    for key, value in {**defaults, **settings}.items():
+    for key, value in {"DEFAULT_IMAGE": images["tasks"], **settings}.items():
         env[OPERATOR_ENV_PREFIX + key] = str(value)
     return env
 

@@ -41,7 +41,7 @@ def kubectl(cfg: ClusterConfig, *args: str, check: bool = True) -> str:
 
 
 RELEASE = "lime-task"
-HEALTH_PORT = 18080  # pods on the local node share the host network
+HEALTH_PORT = 18080  # the operator pod shares the host's network (see install_operator)
 
 
 def health_port(cfg: ClusterConfig) -> int:
@@ -50,16 +50,19 @@ def health_port(cfg: ClusterConfig) -> int:
     return HEALTH_PORT + cfg.apiserver_port - ClusterConfig(cfg.state_dir, cfg.cache_dir).apiserver_port
 
 
-def kubelet_node_values(cfg: ClusterConfig) -> dict:
-    """On the kubelet node: the operator from the operator image (never pulled), tasks in
-    the tasks image (the runner image plus sample_tasks), the API server at its loopback
-    address for the operator's in-cluster configuration."""
+def node_values(cfg: ClusterConfig) -> dict:
+    """The operator from the operator image (never pulled), tasks in the tasks image (the
+    runner image plus sample_tasks), the API server at its loopback address for the
+    operator's in-cluster configuration."""
     from devcluster.kubeletnode import read_image_refs
 
     images = read_image_refs(cfg)
     repository, _, tag = images["operator"].rpartition(":")
     return {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        # The API server listens on loopback only and there is no kube-proxy: the
+        # operator pod uses the host's network to reach it (docs/devcluster.md).
+        "hostNetwork": True,
         "operator": {"defaultImage": images["tasks"], "healthPort": health_port(cfg)},
         # Host network: the metrics port moves with the cluster's ports, like the health port.
         "metrics": {"port": health_port(cfg) + 1010},
@@ -72,22 +75,14 @@ def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None
     """helm upgrade --install of the chart, watching the demo namespace only.
 
     The operator runs as a pod of the chart's Deployment with the chart's ServiceAccount
-    and RBAC. On the kubelet node (LIME_NODE=kubelet) it runs from the operator image and
-    tasks from the tasks image. On the host-process node images are not used (pods are
-    host processes with the project's Python), so the image names are placeholders and
-    the sample tasks are found through PYTHONPATH.
+    and RBAC. It runs from the operator image and tasks from the tasks image, both built
+    by `scripts/cluster up` and imported into the node's containerd.
     """
     values = {
         "watchNamespaces": [NAMESPACE],
         "broker": {"url": broker_url, "exchange": exchange},
-        "operator": {
-            "defaultImage": "lime-task-runner:dev",
-            "healthPort": health_port(cfg),
-            "extraEnv": {"PYTHONPATH": str(ROOT / "examples")},
-        },
+        **node_values(cfg),
     }
-    if cfg.node_kind == "kubelet":
-        values.update(kubelet_node_values(cfg))
     values_file = cfg.state_dir / "demo-values.json"
     values_file.write_text(json.dumps(values))
     helm = subprocess.run(
@@ -97,11 +92,6 @@ def install_operator(cfg: ClusterConfig, broker_url: str, exchange: str) -> None
         capture_output=True, text=True, timeout=240)
     if helm.returncode != 0:
         raise SystemExit(f"helm install failed: {helm.stderr.strip()}")
-    if cfg.node_kind == "kubelet":
-        # The API server listens on loopback only and there is no kube-proxy: the
-        # operator pod uses the host's network to reach it (docs/devcluster.md).
-        kubectl(cfg, "patch", "deployment", RELEASE, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(
-            {"spec": {"template": {"spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}}}}))
     kubectl(cfg, "rollout", "status", f"deployment/{RELEASE}", "-n", NAMESPACE, "--timeout=180s")
     print(kubectl(cfg, "get", "deployment,serviceaccount,role,rolebinding", "-n", NAMESPACE,
                   "-l", f"app.kubernetes.io/instance={RELEASE}"))

@@ -4,7 +4,8 @@ Fixtures (see docs/devcluster.md):
 
 - ``cluster`` (session): ``.kubeconfig``, ``.api_client()``, ``.kubectl(*args, check=True,
   input=None)``, ``.helm(...)``, ``.bin_dir``, ``.env()``, ``.local`` (True for the local
-  cluster whose node runs pods as host processes), ``.log_tails()``.
+  cluster), ``.images`` (short name -> image reference on the node: ``runner``,
+  ``operator``, ``tasks``), ``.log_tails()``.
 - ``broker`` (session): ``.url`` (amqp://).
 - ``crd`` (session): applies crds/limetask.yaml and waits until it is Established.
 - ``namespace`` (function): a fresh namespace (its ``default`` ServiceAccount exists),
@@ -18,9 +19,7 @@ the session so reruns start in a fraction of a second. Environment variables:
 - ``LIME_TEST_BROKER_URL``: use this existing RabbitMQ instead (amqp:// URL).
 - ``LIME_TEST_TEARDOWN=1``: stop the local cluster and broker at the end of the session.
 - ``LIME_CLUSTER_DIR`` / ``LIME_CACHE``: state directory / binary cache of the local cluster.
-- ``LIME_NODE=kubelet``: the local cluster's node is kubelet + containerd, pods run in
-  containers from the project's images (``cluster.images``); tests marked ``realnode``
-  run only there or on an external cluster (whose images ``LIME_TEST_IMAGES`` names).
+- ``LIME_TEST_IMAGES``: with ``LIME_TEST_KUBECONFIG``, the images loaded there (JSON).
 
 Nothing here skips: when something cannot start, the fixture raises and every test that
 needs it errors, with the components' log tails in the message.
@@ -66,43 +65,6 @@ def _all_log_tails() -> str:
     if os.environ.get("LIME_TEST_KUBECONFIG") and os.environ.get("LIME_TEST_BROKER_URL"):
         return ""
     return "component log tails:\n" + local.log_tails(ClusterConfig.from_env(), 25)
-
-
-def _pods_run_in_containers() -> bool:
-    """Whether this session's cluster runs pods from their images (decided from the
-    environment alone, before anything starts): an external cluster, or LIME_NODE=kubelet."""
-    from devcluster.config import ClusterConfig
-
-    return bool(os.environ.get("LIME_TEST_KUBECONFIG")) or ClusterConfig.from_env().node_kind == "kubelet"
-
-
-_deselected_realnode: list[str] = []
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "realnode: needs a node that runs containers (LIME_NODE=kubelet, or an external cluster)")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``realnode`` need containers: on the host-process node they are
-    deselected and named in the summary (.ci/run runs them on the kubelet node), never
-    silently dropped."""
-    if _pods_run_in_containers():
-        return
-    keep = [item for item in items if item.get_closest_marker("realnode") is None]
-    if len(keep) != len(items):
-        dropped = [item for item in items if item.get_closest_marker("realnode") is not None]
-        _deselected_realnode.extend(item.nodeid for item in dropped)
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _deselected_realnode:
-        terminalreporter.write_line(
-            f"{len(_deselected_realnode)} tests need a node that runs containers and were deselected on the "
-            "host-process node: run them with LIME_NODE=kubelet (.ci/run does)", yellow=True)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,7 +4,6 @@ Every task takes the application object first, as all Lime Tasks do.
 """
 
 import asyncio
-import os
 import time
 
 from lime_task import task
@@ -46,17 +45,18 @@ def not_a_task(app):
 
 
 @task
-def flaky(app, marker_path):
-    """Fails on the first attempt and succeeds on the second.
+def flaky(app, until):
+    """Fails while the clock is before `until` (seconds since the epoch), then succeeds.
 
-    The first run creates the marker file and raises; a retry finds it and succeeds.
-    `marker_path` must be a path both attempts see (on the local dev node: the host).
+    Attempts run in separate pods that share nothing but the clock, so a retry is told
+    apart from the first attempt by time: send it with `until` a few seconds ahead and
+    `retries` >= 1; the Job controller waits at least 10 s before a retry.
+    Returns ``{"failedUntil": until, "ranAt": <epoch seconds>}``.
     """
-    if not os.path.exists(marker_path):
-        with open(marker_path, "w") as marker:
-            marker.write("first attempt\n")
-        raise RuntimeError(f"first attempt fails on purpose (marker {marker_path} created)")
-    return {"attempt": 2, "marker": marker_path}
+    now = time.time()
+    if now < until:
+        raise RuntimeError(f"fails on purpose until {until:.3f} (now {now:.3f})")
+    return {"failedUntil": until, "ranAt": now}
 
 
 @task

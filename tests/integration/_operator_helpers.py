@@ -7,7 +7,6 @@ bound passes); nothing here measures speed.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from typing import Any, Callable, Optional
@@ -127,17 +126,8 @@ def drain(url: str, queue: str) -> list[tuple[str, Any, Any]]:
         connection.close()
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Pids of local processes whose environment contains `text` (the local node runs
-    each task as a host process with LIME_TASK in its environment)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if text.encode() in handle.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+def running_containers(api: Api, name: str) -> list[str]:
+    """The task's containers that run right now (``<pod>/<container>``), as kubelet reports
+    them in the pods' status: what "the task's process is up" means on any cluster."""
+    return [f"{pod.metadata.name}/{cs.name}" for pod in api.pods(name)
+            for cs in (pod.status.container_statuses or []) if cs.state and cs.state.running]

@@ -1,9 +1,8 @@
 """Tasks that report what a task pod can see and do, for the chart's operator test and
 the real node's tests (tests/integration/test_kubelet_node.py).
 
-Imported by the runner inside a task pod (from the tasks image, docker/Dockerfile.tasks,
-on a node that runs containers; through the operator's EXTRA_ENV PYTHONPATH on the
-host-process node), never by the tests themselves.
+Imported by the runner inside a task pod (from the tasks image, docker/Dockerfile.tasks),
+never by the tests themselves.
 """
 
 import os

@@ -249,8 +249,8 @@ def test_events_without_a_broker_url_says_how_to_give_one(cluster):
 def chart_operator(cluster, crd, broker):
     """A namespace watched by an operator that the chart deployed, logged in with its
     ServiceAccount's token (in-cluster config), with the example tasks and
-    tests.integration.cli_tasks importable in task pods (the node's tasks image, or
-    PYTHONPATH on the host-process node). Yields the namespace."""
+    tests.integration.cli_tasks importable in task pods (the node's tasks image).
+    Yields the namespace."""
     namespace = f"lt-cli-{uuid.uuid4().hex[:6]}"
     release = f"lt-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
@@ -261,7 +261,6 @@ def chart_operator(cluster, crd, broker):
             # The operator pod may share the host's network: a port no other release uses.
             "operator": {"healthPort": free_loopback_port()},
         }))
-        cluster.adapt_operator(namespace, f"{release}-lime-task")
         cluster.kubectl("rollout", "status", f"deployment/{release}-lime-task", "-n", namespace, "--timeout=120s")
         yield namespace
     finally:

@@ -4,17 +4,14 @@ One test per reason, against the real control plane and the operator as a proces
 
 What is real and what is driven through the API, per test:
 - Eviction (Eviction API, as `kubectl drain`), pod deletion, a failing task's log tail,
-  DeadlineExceeded, Unschedulable and the runner's own reports are real: the node runs
-  the pods, the scheduler and the Job controller decide.
-- OOM kill, image pull / container creation errors and a lost node need a kubelet that
-  pulls images and enforces memory limits: the tests marked ``realnode`` (at the end) do
-  them for real where pods run in containers. Everywhere else the conditions are driven. The task's pod is bound (Binding API) to a
-  Node object that no agent serves, tainted so that nothing else is scheduled there, and
-  the test then writes the pod status the way kubelet reports that condition (container
-  `waiting` ErrImagePull with kubelet's message; `terminated` OOMKilled exit 137 and
-  phase Failed). For the lost node the Node object is deleted and the real pod garbage
-  collector fails and removes the pod (DisruptionTarget DeletionByPodGC). Because no
-  kubelet serves that Node, these tests run unchanged on a cluster with real kubelets.
+  DeadlineExceeded, Unschedulable, the runner's own reports, an OOM kill under a memory
+  limit and an image that cannot be pulled are real: kubelet runs the containers, the
+  scheduler and the Job controller decide.
+- A lost node is driven: the task's pod is bound (Binding API) to a Node object that no
+  kubelet serves, tainted so that nothing else is scheduled there; the test writes the
+  pod status the way kubelet would, then deletes the Node, and the real pod garbage
+  collector fails and removes the pod (DisruptionTarget DeletionByPodGC). It runs
+  unchanged on any cluster.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from kubernetes import client
 
 from lime_task.constants import LABEL_TASK_ID
 
-from ._operator_helpers import Api, condition, processes_mentioning, wait_for
+from ._operator_helpers import Api, condition, running_containers, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +49,8 @@ def only_pod(api: Api, name: str, timeout: float = 60.0):
     return wait_for(lambda: (api.pods(name) or [None])[0], f"pod of task {name}", timeout)
 
 
-def wait_running_process(name: str) -> None:
-    wait_for(lambda: processes_mentioning(name), f"process of task {name}", 60)
+def wait_running_container(api: Api, name: str) -> None:
+    wait_for(lambda: running_containers(api, name), f"container of task {name}", 60)
 
 
 def finished(api: Api, name: str, timeout: float = 120.0) -> dict:
@@ -138,7 +135,7 @@ def test_an_evicted_task_says_evicted_keeps_attempts_start_and_log(operator, nam
     operator(namespace)
     name = api.create(f"{T}.sleep", 120)
     api.wait_state(name, "STARTED")
-    wait_running_process(name)
+    wait_running_container(api, name)
     pod = only_pod(api, name).metadata.name
     def logged():
         try:
@@ -172,7 +169,7 @@ def test_a_deleted_pod_says_pod_deleted(operator, namespace, api):
     operator(namespace)
     name = api.create(f"{T}.sleep", 120)
     api.wait_state(name, "STARTED")
-    wait_running_process(name)
+    wait_running_container(api, name)
     api.core.delete_namespaced_pod(only_pod(api, name).metadata.name, namespace)
     status = finished(api, name)
     assert (status["state"], status["reason"]) == ("FAILURE", "PodDeleted"), status
@@ -230,46 +227,6 @@ def test_unschedulable_stays_pending_with_the_schedulers_message(operator, names
     assert api.get(name)["status"]["state"] == "PENDING"
 
 
-def test_an_image_that_cannot_be_pulled_fails_after_the_bounded_wait(operator, namespace, api):
-    timeout = 20
-    operator(namespace, CONTAINER_START_TIMEOUT_SECONDS=timeout)
-    with node_without_agent(api.core) as node:
-        name = api.create(f"{T}.add", 1, 2, resources={"requests": {"memory": HUGE}})
-        pod = bound_task_pod(api, name, node)
-        message = 'failed to pull image "registry.invalid/tasks:missing": not found'
-        kubelet_reports(api.core, namespace, pod, "Pending",
-                        {"waiting": {"reason": "ErrImagePull", "message": message}})
-        pending = api.wait(name, lambda o: ((o or {}).get("status") or {}).get("reason") == "ErrImagePull", timeout,
-                           "reason ErrImagePull")
-        assert pending["status"]["state"] == "PENDING" and message in pending["status"]["message"]
-        created = api.core.read_namespaced_pod(pod, namespace).metadata.creation_timestamp
-        status = finished(api, name, timeout=90)
-        assert (status["state"], status["reason"]) == ("FAILURE", "ErrImagePull"), status
-        assert message in status["error"]["message"] and f"{timeout}s" in status["error"]["message"]
-        assert status["attempts"] == 0
-        # On time (the operator looks again when the wait runs out), not at a later resync.
-        waited = (datetime.datetime.fromisoformat(status["finishedAt"].replace("Z", "+00:00")) - created)
-        assert timeout <= waited.total_seconds() < timeout + 15, waited
-        # The Job must not start the failed task if the image shows up later.
-        wait_for(lambda: not api.jobs(name), "the Job's deletion", 30)
-
-
-def test_an_oom_killed_task_names_its_memory_limit(operator, namespace, api):
-    operator(namespace)
-    with node_without_agent(api.core) as node:
-        name = api.create(f"{T}.add", 1, 2, resources={"requests": {"memory": HUGE}, "limits": {"memory": HUGE}})
-        pod = bound_task_pod(api, name, node)
-        start = now()
-        kubelet_reports(api.core, namespace, pod, "Running", {"running": {"startedAt": start}}, started=True)
-        api.wait_state(name, "STARTED", timeout=30)
-        kubelet_reports(api.core, namespace, pod, "Failed", {"terminated": {
-            "exitCode": 137, "reason": "OOMKilled", "startedAt": start, "finishedAt": now()}})
-        status = finished(api, name, timeout=60)
-    assert (status["state"], status["reason"]) == ("FAILURE", "OOMKilled"), status
-    assert f"memory limit of {HUGE}" in status["error"]["message"]
-    assert status["attempts"] == 1 and status["startedAt"]
-
-
 def test_a_lost_node_says_node_lost(operator, namespace, api):
     operator(namespace)
     with node_without_agent(api.core) as node:
@@ -286,13 +243,11 @@ def test_a_lost_node_says_node_lost(operator, namespace, api):
     assert status["lastAttempt"]["pod"] == pod
 
 
-# ------------------------------------------------------------ the same causes on a node that runs containers
-# (LIME_NODE=kubelet or an external cluster; deselected, and named, on the host-process node)
+# ------------------------------------------------------------ causes only a real kubelet gives
 
 POD_TASKS = "tests.integration.pod_tasks"
 
 
-@pytest.mark.realnode
 def test_a_real_oom_kill_says_oom_killed_with_the_limit(operator, namespace, api):
     operator(namespace)
     name = api.create(f"{POD_TASKS}.allocate", 256, resources={"limits": {"memory": "64Mi"}})
@@ -302,13 +257,22 @@ def test_a_real_oom_kill_says_oom_killed_with_the_limit(operator, namespace, api
     assert status["attempts"] == 1
 
 
-@pytest.mark.realnode
 def test_a_real_missing_image_fails_with_kubelets_reason_and_message(operator, namespace, api):
-    operator(namespace, CONTAINER_START_TIMEOUT_SECONDS=20, ALLOWED_IMAGES="registry.invalid/")
+    timeout = 20
+    operator(namespace, CONTAINER_START_TIMEOUT_SECONDS=timeout, ALLOWED_IMAGES="registry.invalid/")
     name = api.create(f"{T}.add", 1, 2, image="registry.invalid/lime-task/no-such-image:1")
+    # While kubelet keeps trying, the task says why it waits.
+    pending = api.wait(name, lambda o: ((o or {}).get("status") or {}).get("reason") in (
+        "ErrImagePull", "ImagePullBackOff"), timeout, "kubelet's pull error")
+    assert pending["status"]["state"] == "PENDING" and "no-such-image" in pending["status"]["message"]
+    created = only_pod(api, name).metadata.creation_timestamp
     status = finished(api, name, timeout=90)
     assert status["state"] == "FAILURE", status
     assert status["reason"] in ("ErrImagePull", "ImagePullBackOff"), status
-    assert "no-such-image" in status["error"]["message"] and "20s" in status["error"]["message"]
+    assert "no-such-image" in status["error"]["message"] and f"{timeout}s" in status["error"]["message"]
     assert status["attempts"] == 0
+    # On time (the operator looks again when the wait runs out), not at a later resync.
+    waited = datetime.datetime.fromisoformat(status["finishedAt"].replace("Z", "+00:00")) - created
+    assert timeout <= waited.total_seconds() < timeout + 15, waited
+    # The Job must not start the failed task if the image shows up later.
     wait_for(lambda: not api.jobs(name), "the Job's deletion", 30)

@@ -125,6 +125,8 @@ def test_install_creates_everything_and_uninstall_removes_it(cluster, crd, names
         deployment = get_json(cluster, "deployment", full, "-n", namespace)
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
+        # The pod network by default; hostNetwork only when asked for (the local cluster).
+        assert "hostNetwork" not in pod and pod.get("dnsPolicy", "ClusterFirst") == "ClusterFirst"
         assert container["command"] == ["lime-task", "operator"]
         assert container["args"][:2] == ["--liveness", "http://0.0.0.0:8080/healthz"]
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health", "scheme": "HTTP"}
@@ -223,20 +225,18 @@ def test_task_service_account_can_do_nothing(cluster, crd, namespace):
 
 def test_operator_deployed_by_the_chart_runs_a_task_to_success_under_its_rbac(cluster, crd, broker, namespace):
     """The whole chart for real: its Deployment's pod runs `lime-task operator` (from the
-    operator image, or as a host process on the host-process node), authenticated with
+    operator image), authenticated with
     the token mounted for the chart's ServiceAccount, so the chart's Role is all it has;
     a task sent with the CLI succeeds and its event reaches the broker."""
     release = release_name()
     # An exchange of its own: other tests (and other sessions) publish to the same broker.
     exchange = f"lime_task_{release}"
-    # The node's images (or, on the host-process node, the task packages on PYTHONPATH);
-    # the operator logs in with the token the node mounts for the chart's ServiceAccount.
+    # The node's images; the operator logs in with the token the node mounts for the chart's ServiceAccount.
     helm_install(cluster, release, namespace, merge_values(cluster.operator_chart_values(), {
         "watchNamespaces": [namespace],
         "broker": {"url": broker.url, "exchange": exchange},
     }))
     try:
-        cluster.adapt_operator(namespace, f"{release}-lime-task")
         events = subprocess.Popen(
             [sys.executable, "-m", "lime_task.cli", "events", "--max", "1", "--timeout", "150",
              "--task", "sample_tasks.tasks.add", "--exchange", exchange, "-o", "json"],

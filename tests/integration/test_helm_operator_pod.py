@@ -2,7 +2,7 @@
 
 The chart's Deployment runs `lime-task operator` in a pod of the chart's ServiceAccount.
 Its credential is the token the node mounts into that pod (a bound token from the
-TokenRequest API, on the kubelet node and on the host-process node alike), and KUBECONFIG points
+TokenRequest API), and KUBECONFIG points
 nowhere, so in-cluster configuration is the only way it can log in: whatever it manages
 to do, the chart's namespaced Role allowed. A task then goes all the way to SUCCESS with
 its broker event confirmed, and the task pods carry no token at all.
@@ -11,7 +11,6 @@ its broker event confirmed, and the task pods carry no token at all.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -49,7 +48,7 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
     release = f"lt-{uuid.uuid4().hex[:8]}"
     full = f"{release}-lime-task"
     exchange = f"lime_task_{release}"  # its own: other tests publish to the same broker
-    # The node's images (or, on the host-process node, the task packages on PYTHONPATH).
+    # The node's images: the operator image, and the tasks image as the default.
     helm_install(
         cluster, release, namespace,
         merge_values(cluster.operator_chart_values(), {
@@ -57,14 +56,13 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
             "broker": {"url": broker.url, "exchange": exchange},
             "env": [NO_KUBECONFIG],
             "operator": {
-                # The operator pod may share the host's network (the host-process node, or
-                # the local kubelet node's host-network patch): its health endpoint needs a
-                # port no other operator (another test's release) listens on.
+                # The operator pod may share the host's network (the local cluster's
+                # hostNetwork value): its health endpoint needs a port no other operator
+                # (another test's release) listens on.
                 "healthPort": free_loopback_port(),
             },
         }),
     )
-    cluster.adapt_operator(namespace, full)
     try:
         cluster.kubectl("wait", "-n", namespace, f"deployment/{full}", "--for=condition=Available", "--timeout=120s")
         (operator_pod,) = [
@@ -72,6 +70,9 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
             if p["status"].get("phase") == "Running"
         ]
         assert operator_pod["spec"]["serviceAccountName"] == full
+        # The chart's hostNetwork value reached the pod (the local cluster needs it).
+        assert operator_pod["spec"].get("hostNetwork", False) is cluster.local
+        assert operator_pod["spec"]["dnsPolicy"] == ("ClusterFirstWithHostNet" if cluster.local else "ClusterFirst")
         # Its credential is the token volume the ServiceAccount admission plugin injected.
         assert token_volumes(operator_pod)
         mounts = [m["mountPath"] for m in operator_pod["spec"]["containers"][0]["volumeMounts"]]
@@ -103,14 +104,6 @@ def test_chart_operator_runs_as_a_pod_with_in_cluster_config(cluster, crd, broke
         assert probe.wait(timeout=150).status == "SUCCESS", probe.error
         assert probe.result["token"] is False
         assert probe.result["serviceHost"]  # the API's address is known; no credential for it
-        if cluster.local and not cluster.containers:
-            # Nothing was written for the task pods on the host-process node either.
-            for pod in task_pods(cluster, namespace, sent.id) + task_pods(cluster, namespace, probe.id):
-                pod_dir = Path(cluster.cfg.pods_dir) / namespace / pod["metadata"]["name"] / pod["metadata"]["uid"]
-                assert not list(pod_dir.glob("volumes/*/token"))
-            pod_dir = (Path(cluster.cfg.pods_dir) / namespace / operator_pod["metadata"]["name"]
-                       / operator_pod["metadata"]["uid"])
-            assert list(pod_dir.glob("volumes/kube-api-access-*/token"))
     finally:
         # Shown by pytest when the test failed: what the operator pod itself said.
         logs = cluster.kubectl("logs", "-n", namespace, f"deployment/{full}", "--tail=200", check=False)

@@ -68,10 +68,13 @@ def test_queued_and_running_tasks_are_counted_right_after_a_restart(cluster, ope
     most_active = 0
     deadline = time.monotonic() + 120
     while True:
-        # Task processes alive at once: pods not yet finished. (A Job may be marked
-        # Complete a second after its pod succeeded and its slot went to the next task.)
+        # Task processes alive at once: pods whose container has not terminated. (kubelet
+        # reports the terminal phase only after the pod's sandbox is torn down, and the
+        # Job is marked Complete a second after that; the slot goes to the next task as
+        # soon as the container has ended.)
         pods = api.core.list_namespaced_pod(namespace).items
-        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed")]
+        active = [p for p in pods if p.status.phase not in ("Succeeded", "Failed") and not (
+            p.status.container_statuses and all(cs.state.terminated for cs in p.status.container_statuses))]
         most_active = max(most_active, len(active))
         tasks = {t["metadata"]["name"]: t for t in api.tasks() if t["metadata"]["name"] in names}
         if len(tasks) == len(names) and all(state(t) in ("SUCCESS", "FAILURE") for t in tasks.values()):

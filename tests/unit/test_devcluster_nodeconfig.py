@@ -16,8 +16,7 @@ from devcluster.nodeconfig import NodePaths
 
 
 def cfg_at(tmp_path: Path, offset: int = 0) -> ClusterConfig:
-    return ClusterConfig.from_env({"LIME_CLUSTER_DIR": str(tmp_path), "LIME_CLUSTER_PORT_OFFSET": str(offset),
-                                   "LIME_NODE": "kubelet"})
+    return ClusterConfig.from_env({"LIME_CLUSTER_DIR": str(tmp_path), "LIME_CLUSTER_PORT_OFFSET": str(offset)})
 
 
 def test_every_node_path_is_inside_the_state_dir(tmp_path):
@@ -93,10 +92,3 @@ def test_kubelet_config_serves_on_the_node_ip_and_never_collects_images(tmp_path
     assert conf["cgroupRoot"] == "/lime-17443"
     assert conf["podLogsDir"].startswith(str(tmp_path))
     assert conf["containerRuntimeEndpoint"] == f"unix://{NodePaths.of(cfg).containerd_socket}"
-
-
-def test_node_kind_comes_from_lime_node():
-    assert ClusterConfig.from_env({}).node_kind == "local"
-    assert ClusterConfig.from_env({"LIME_NODE": "kubelet"}).node_kind == "kubelet"
-    with pytest.raises(ValueError, match="LIME_NODE must be one of local, kubelet, got 'docker'"):
-        ClusterConfig.from_env({"LIME_NODE": "docker"})

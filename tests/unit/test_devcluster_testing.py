@@ -34,9 +34,8 @@ def test_external_images_need_runner_operator_and_tasks():
 
 
 def kubelet_cluster(tmp_path: Path) -> testing.Cluster:
-    cfg = ClusterConfig.from_env({"LIME_CLUSTER_DIR": str(tmp_path), "LIME_NODE": "kubelet",
-                                  "LIME_CLUSTER_PORT_OFFSET": "1000"})
-    return testing.Cluster(kubeconfig=tmp_path / "k", bin_dir=tmp_path, local=True, cfg=cfg, node_kind="kubelet",
+    cfg = ClusterConfig.from_env({"LIME_CLUSTER_DIR": str(tmp_path), "LIME_CLUSTER_PORT_OFFSET": "1000"})
+    return testing.Cluster(kubeconfig=tmp_path / "k", bin_dir=tmp_path, local=True, cfg=cfg,
                            images={"operator": "localhost/lime-task-operator:abc", "tasks": "localhost/lime-task-tasks:def"})
 
 
@@ -49,9 +48,11 @@ def test_chart_values_on_the_kubelet_node_use_the_images_and_the_loopback_api(tm
     assert {"name": "KUBERNETES_SERVICE_PORT", "value": "17443"} in values["env"]
 
 
-def test_operator_env_defaults_follow_the_node(tmp_path):
-    with_images = testing.operator_env({"LIME_TASK_OPERATOR_X": "leak"}, {"tasks": "localhost/lime-task-tasks:def"})
-    assert with_images["LIME_TASK_OPERATOR_DEFAULT_IMAGE"] == "localhost/lime-task-tasks:def"
-    assert "LIME_TASK_OPERATOR_EXTRA_ENV" not in with_images and "LIME_TASK_OPERATOR_X" not in with_images
-    host = testing.operator_env({}, None, MAX_RUNNING=2)
-    assert "PYTHONPATH" in host["LIME_TASK_OPERATOR_EXTRA_ENV"] and host["LIME_TASK_OPERATOR_MAX_RUNNING"] == "2"
+def test_operator_env_defaults_to_the_tasks_image_and_drops_leaked_settings(tmp_path):
+    env = testing.operator_env({"LIME_TASK_OPERATOR_X": "leak"}, {"tasks": "localhost/lime-task-tasks:def"},
+                               MAX_RUNNING=2)
+    assert env["LIME_TASK_OPERATOR_DEFAULT_IMAGE"] == "localhost/lime-task-tasks:def"
+    assert env["LIME_TASK_OPERATOR_MAX_RUNNING"] == "2"
+    assert "LIME_TASK_OPERATOR_EXTRA_ENV" not in env and "LIME_TASK_OPERATOR_X" not in env
+    # A test's own setting wins over the default.
+    assert testing.operator_env({}, {"tasks": "a:1"}, DEFAULT_IMAGE="b:2")["LIME_TASK_OPERATOR_DEFAULT_IMAGE"] == "b:2"
