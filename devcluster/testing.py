@@ -38,9 +38,6 @@ class Cluster:
     # Short name ("runner", "operator", "tasks", ...) -> image reference on the node.
     images: dict[str, str] = field(default_factory=dict)
 
-    # TEMPORARY (removed before the session ends): every node runs containers now.
-    containers = True
-
     def env(self) -> dict[str, str]:
         return dict(os.environ, KUBECONFIG=str(self.kubeconfig),
                     PATH=f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
