@@ -112,11 +112,27 @@ def ensure_running(cfg: ClusterConfig, c: Component) -> str:
     return f"{c.name}: started (pid {pid})"
 
 
+# The host-process node agent of checkouts before 0.2.0 (``python -m devcluster.node``,
+# pid file ``run/node.pid``). Left running beside kubelet it would answer for the same
+# Node and run pods as host processes: a state directory kept from such a checkout must
+# not keep it.
+LEGACY_NODE_PID = "node.pid"
+LEGACY_NODE_MARKER = "devcluster.node"
+
+
+def stop_legacy_node(cfg: ClusterConfig) -> list[str]:
+    """Stop the pre-0.2.0 host-process node agent of this state directory, if it runs."""
+    if procs.stop(cfg.run_dir / LEGACY_NODE_PID, LEGACY_NODE_MARKER):
+        return ["node (host-process agent of an older checkout): stopped"]
+    return []
+
+
 def up(cfg: ClusterConfig, control_plane: bool = True, broker: bool = True) -> list[str]:
     t0 = time.monotonic()
     done: list[str] = []
     with _locked(cfg):
         if control_plane:
+            done += stop_legacy_node(cfg)
             ensure_binaries(cfg)
             for d in (cfg.run_dir, cfg.log_dir):
                 d.mkdir(parents=True, exist_ok=True)
@@ -148,6 +164,7 @@ def down(cfg: ClusterConfig) -> list[str]:
         # The node's pods first: the teardown needs containerd running to remove pod
         # sandboxes. Then the processes in reverse start order (kubelet and containerd
         # while the apiserver still answers; etcd last).
+        out += stop_legacy_node(cfg)
         out += kubeletnode.teardown(cfg)
         for c in reversed(all_components(cfg)):
             if procs.stop(c.pid_file(cfg), c.marker):

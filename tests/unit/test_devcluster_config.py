@@ -55,3 +55,25 @@ def test_port_offset_moves_every_port(tmp_path):
 def test_bad_port_offset_is_named():
     with pytest.raises(ValueError, match="LIME_CLUSTER_PORT_OFFSET"):
         ClusterConfig.from_env({"LIME_CLUSTER_PORT_OFFSET": "ten"})
+
+
+def test_up_and_down_stop_a_host_process_node_agent_left_by_an_older_checkout(tmp_path):
+    """A state directory kept from before 0.2.0 may still have its host-process node
+    agent running; beside kubelet it would answer for the same Node. It is stopped."""
+    import sys
+    import time
+
+    from devcluster import procs
+
+    cfg = ClusterConfig.from_env({"LIME_CLUSTER_DIR": str(tmp_path)})
+    pid_file = cfg.run_dir / cluster.LEGACY_NODE_PID
+    # A stand-in with the agent's command-line marker (python -m devcluster.node).
+    pid = procs.start_detached([sys.executable, "-c", "import time; time.sleep(60)", "devcluster.node"],
+                               pid_file, cfg.log_dir / "node.log")
+    deadline = time.monotonic() + 10
+    while procs.running_pid(pid_file, cluster.LEGACY_NODE_MARKER) != pid:
+        assert time.monotonic() < deadline, "the stand-in never showed its marker"
+        time.sleep(0.05)
+    assert cluster.stop_legacy_node(cfg) == ["node (host-process agent of an older checkout): stopped"]
+    assert procs.running_pid(pid_file, cluster.LEGACY_NODE_MARKER) is None and not pid_file.exists()
+    assert cluster.stop_legacy_node(cfg) == []  # nothing left: nothing said
