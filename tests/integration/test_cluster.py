@@ -20,6 +20,8 @@ from kubernetes import client
 
 from devcluster.config import NODE_NAME
 
+from ._operator_helpers import wait_for
+
 pytestmark = pytest.mark.integration
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -29,16 +31,6 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 def image(cluster) -> str:
     """The project's runner image: it has sh and coreutils (busybox cannot be pulled here)."""
     return cluster.images["runner"]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def job(name: str, image: str, command: list[str], backoff_limit: int = 0) -> dict:
@@ -72,7 +64,7 @@ def job_pods(core: client.CoreV1Api, ns: str, name: str) -> list[client.V1Pod]:
 
 def pod_in_phase(core: client.CoreV1Api, ns: str, name: str, phases: tuple[str, ...], timeout: float = 90):
     return wait_for(lambda: (lambda x: x if x.status.phase in phases else None)(core.read_namespaced_pod(name, ns)),
-                    timeout, f"pod {name} to reach {'/'.join(phases)}")
+                    f"pod {name} to reach {'/'.join(phases)}", timeout)
 
 
 def finished(core: client.CoreV1Api, ns: str, name: str, timeout: float = 90) -> client.V1Pod:
@@ -84,9 +76,10 @@ def termination_message(p: client.V1Pod) -> str:
 
 
 @pytest.fixture
-def api(cluster):
-    with cluster.api_client() as api_client:
-        yield api_client
+def api_client(cluster):
+    """A raw client (tests/integration/conftest.py's ``api`` is the LimeTask helper)."""
+    with cluster.api_client() as raw:
+        yield raw
 
 
 def test_custom_resource_round_trip(cluster, namespace):
@@ -118,10 +111,10 @@ def test_custom_resource_round_trip(cluster, namespace):
         cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=false")
 
 
-def test_job_runs_to_complete(api, namespace, image):
-    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+def test_job_runs_to_complete(api_client, namespace, image):
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
     batch.create_namespaced_job(namespace, job("hello", image, ["sh", "-c", "echo hi; exit 0"]))
-    assert wait_for(lambda: job_condition(batch, namespace, "hello"), 90, "Job hello to finish") == "Complete"
+    assert wait_for(lambda: job_condition(batch, namespace, "hello"), "Job hello to finish") == "Complete"
     (p,) = job_pods(core, namespace, "hello")
     assert p.spec.node_name  # bound by the scheduler
     assert p.status.phase == "Succeeded"
@@ -130,11 +123,11 @@ def test_job_runs_to_complete(api, namespace, image):
     assert term.started_at is not None and term.finished_at is not None
 
 
-def test_failed_job_reports_exit_code_and_termination_message(api, namespace, image):
-    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+def test_failed_job_reports_exit_code_and_termination_message(api_client, namespace, image):
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
     command = ["sh", "-c", "printf 'task exploded' > /dev/termination-log; exit 3"]
     batch.create_namespaced_job(namespace, job("boom", image, command, backoff_limit=0))
-    assert wait_for(lambda: job_condition(batch, namespace, "boom"), 90, "Job boom to finish") == "Failed"
+    assert wait_for(lambda: job_condition(batch, namespace, "boom"), "Job boom to finish") == "Failed"
     (p,) = job_pods(core, namespace, "boom")
     assert p.status.phase == "Failed"
     term = p.status.container_statuses[0].state.terminated
@@ -143,18 +136,17 @@ def test_failed_job_reports_exit_code_and_termination_message(api, namespace, im
     assert term.message == "task exploded"
 
 
-def test_fallback_to_logs_on_error(api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_fallback_to_logs_on_error(api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     body = pod("fallback", image, ["sh", "-c", "echo first line; echo last words; exit 1"])
     body["spec"]["containers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
     core.create_namespaced_pod(namespace, body)
-    p = wait_for(lambda: (lambda x: x if x.status.phase == "Failed" else None)(
-        core.read_namespaced_pod("fallback", namespace)), 60, "pod fallback to fail")
+    p = pod_in_phase(core, namespace, "fallback", ("Failed",), 60)
     assert p.status.container_statuses[0].state.terminated.message == "first line\nlast words\n"
 
 
-def test_env_and_working_dir_reach_the_process(api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_env_and_working_dir_reach_the_process(api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     body = pod("envpod", image, ["sh", "-c", 'printf "%s|%s|%s|%s" "$GREETING" "$MY_NAME" "$MY_NS" "$(pwd)" '
                                       "> /dev/termination-log"])
     body["metadata"]["labels"] = {"tier": "gold"}
@@ -166,8 +158,7 @@ def test_env_and_working_dir_reach_the_process(api, namespace, image):
     ]
     body["spec"]["containers"][0]["workingDir"] = "/tmp"
     core.create_namespaced_pod(namespace, body)
-    p = wait_for(lambda: (lambda x: x if x.status.phase in ("Succeeded", "Failed") else None)(
-        core.read_namespaced_pod("envpod", namespace)), 60, "pod envpod to finish")
+    p = finished(core, namespace, "envpod", 60)
     assert p.status.phase == "Succeeded"
     assert p.status.container_statuses[0].state.terminated.message == f"hello world|envpod|{namespace}|/tmp"
 
@@ -199,28 +190,26 @@ def test_broker_publish_and_consume(broker):
         conn.close()
 
 
-def test_kubectl_logs_reads_the_container_log(cluster, api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_kubectl_logs_reads_the_container_log(cluster, api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(namespace, pod("talker", image, ["sh", "-c", "for i in 1 2 3 4; do echo line $i; done"]))
-    wait_for(lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Succeeded", 60,
-             "pod talker to succeed")
+    pod_in_phase(core, namespace, "talker", ("Succeeded",), 60)
     assert cluster.kubectl("logs", "-n", namespace, "talker").stdout == "line 1\nline 2\nline 3\nline 4\n"
     assert cluster.kubectl("logs", "-n", namespace, "talker", "--tail=2").stdout == "line 3\nline 4\n"
     # The same through the API (pods/log), as the operator and the CLI read it.
     assert core.read_namespaced_pod_log("talker", namespace, container="main", tail_lines=1) == "line 4\n"
 
 
-def test_kubectl_logs_follow_ends_when_the_container_ends(cluster, api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_kubectl_logs_follow_ends_when_the_container_ends(cluster, api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(namespace, pod("slowtalker", image, ["sh", "-c", "echo start; sleep 2; echo end"]))
-    wait_for(lambda: core.read_namespaced_pod("slowtalker", namespace).status.phase == "Running", 60,
-             "pod slowtalker to run")
+    pod_in_phase(core, namespace, "slowtalker", ("Running",), 60)
     out = cluster.kubectl("logs", "-f", "-n", namespace, "slowtalker", timeout=60).stdout
     assert out == "start\nend\n"
 
 
-def test_pod_without_automount_gets_no_token(api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_pod_without_automount_gets_no_token(api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     script = (f'if [ -e {SA_DIR}/token ]; then r=token; else r=none; fi; '
               f'printf "%s|%s" "$r" "$KUBERNETES_SERVICE_HOST" > /dev/termination-log')
     core.create_namespaced_pod(namespace, pod("notoken", image, ["sh", "-c", script], automountServiceAccountToken=False))
@@ -232,8 +221,8 @@ def test_pod_without_automount_gets_no_token(api, namespace, image):
     assert not p.spec.volumes
 
 
-def test_secret_config_map_and_empty_dir_volumes_are_mounted(api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_secret_config_map_and_empty_dir_volumes_are_mounted(api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}})
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"},
                                                   "data": {"mode": "fast", "ignored": "x"}})
@@ -262,8 +251,8 @@ def test_secret_config_map_and_empty_dir_volumes_are_mounted(api, namespace, ima
     assert termination_message(p) == "s3cret|fast|scratch|readonly|mode|token"
 
 
-def test_deleting_a_running_pod_stops_its_container(api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_deleting_a_running_pod_stops_its_container(api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     # exec: sleep is PID 1 and gets the SIGTERM (a shell would ignore it until the grace period).
     core.create_namespaced_pod(namespace, pod("sleeper", image, ["sleep", "300"]))
     p = pod_in_phase(core, namespace, "sleeper", ("Running",), 60)
@@ -279,13 +268,13 @@ def test_deleting_a_running_pod_stops_its_container(api, namespace, image):
         except client.ApiException as exc:
             return exc.status == 404
 
-    wait_for(gone, 60, "pod sleeper to be deleted")
+    wait_for(gone, "pod sleeper to be deleted", 60)
     # Within its 5 s grace period: the container was stopped, not left to time out.
     assert time.monotonic() - started < 15
 
 
-def test_active_deadline_kills_the_pod(api, namespace, image):
-    core = client.CoreV1Api(api)
+def test_active_deadline_kills_the_pod(api_client, namespace, image):
+    core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(namespace, pod("late", image, ["sleep", "300"], activeDeadlineSeconds=2))
     p = pod_in_phase(core, namespace, "late", ("Failed",), 60)
     assert p.status.reason == "DeadlineExceeded"
@@ -293,16 +282,16 @@ def test_active_deadline_kills_the_pod(api, namespace, image):
     assert term is not None and term.exit_code != 0
 
 
-def test_node_is_ready_and_not_tainted(cluster, api):
+def test_node_is_ready_and_not_tainted(cluster, api_client):
     if not cluster.local:
         return  # an external cluster's nodes are its own business
-    node = client.CoreV1Api(api).read_node(NODE_NAME)
+    node = client.CoreV1Api(api_client).read_node(NODE_NAME)
     ready = {c.type: c.status for c in node.status.conditions}
     assert ready["Ready"] == "True"
     assert not node.spec.taints
     assert node.status.node_info.kubelet_version == "v1.34.4"
     assert node.status.node_info.container_runtime_version.startswith("containerd://2.")
-    lease = client.CoordinationV1Api(api).read_namespaced_lease(NODE_NAME, "kube-node-lease")
+    lease = client.CoordinationV1Api(api_client).read_namespaced_lease(NODE_NAME, "kube-node-lease")
     assert lease.spec.holder_identity == NODE_NAME
 
 
