@@ -31,6 +31,7 @@ import re
 import sys
 import time
 import uuid
+from urllib.parse import urlsplit
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,6 +85,47 @@ def controller_manager_flags() -> str:
     return "(not a local cluster: unknown)"
 
 
+def local_process(name: str, api_client) -> int | None:
+    """The pid of this cluster's `name` (kube-apiserver, etcd) when it runs on this
+    machine: the API server listening on the kubeconfig's port, and the etcd it uses.
+    None for a remote cluster (its CPU is then not reported)."""
+    port = urlsplit(api_client.configuration.host).port
+    argvs = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argvs[int(entry.name)] = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0")]
+            except OSError:
+                continue
+    apiserver = next((pid for pid, argv in argvs.items() if argv and argv[0].endswith("kube-apiserver")
+                      and f"--secure-port={port}" in _flags(argv)), None)
+    if name == "kube-apiserver" or apiserver is None:
+        return apiserver
+    etcd_url = next((value for flag, value in _pairs(argvs[apiserver]) if flag == "--etcd-servers"), "")
+    return next((pid for pid, argv in argvs.items() if argv and argv[0].endswith(name)
+                 and any(value == etcd_url for flag, value in _pairs(argv) if flag == "--listen-client-urls")), None)
+
+
+def _pairs(argv: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            if "=" in arg:
+                pairs.append(tuple(arg.split("=", 1)))
+            elif i + 1 < len(argv):
+                pairs.append((arg, argv[i + 1]))
+    return pairs
+
+
+def _flags(argv: list[str]) -> set[str]:
+    return {f"{flag}={value}" for flag, value in _pairs(argv)}
+
+
+def control_plane_cpu(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each local control-plane process found."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None and Path(f"/proc/{pid}").exists()}
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -97,6 +139,8 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     operator = start_operator(cluster, namespace, log_path, max_running, metrics_port)
     cpu_start = cpu_seconds(operator.pid)
     counters_before = operator_counters(metrics_port)
+    control_plane = {name: local_process(name, api_client) for name in ("kube-apiserver", "etcd")}
+    control_start = control_plane_cpu(control_plane)
     requests_before = apiserver_requests(api_client)
     created: dict[str, float] = {}
     created_done: dict[str, float] = {}
@@ -114,6 +158,7 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
         finished = wait_until(lambda: len(recorder.task_done) >= count, timeout)
         rss = peak_rss_kib(operator.pid)
         cpu = cpu_seconds(operator.pid) - cpu_start
+        control = {name: value - control_start.get(name, 0.0) for name, value in control_plane_cpu(control_plane).items()}
         counters = counter_delta(counters_before, operator_counters(metrics_port))
         time.sleep(2)  # the last event confirmations
         requests_after = apiserver_requests(api_client)
@@ -134,7 +179,7 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     writes = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"))
     conflicts = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"), "409")
     events = request_delta(requests_before, requests_after, "events", ("POST", "CREATE"))
-    return dict(counters=counters, own_events=own_events, finished=finished, to_job=to_job, to_done=to_done, successes=successes, total=total, rss_kib=rss,
+    return dict(control=control, counters=counters, own_events=own_events, finished=finished, to_job=to_job, to_done=to_done, successes=successes, total=total, rss_kib=rss,
                 submitted=submitted, raw=raw, cpu=cpu, writes=writes, conflicts=conflicts, events=events)
 
 
@@ -168,13 +213,18 @@ def run_direct_phase(api_client, cluster, namespace, count, timeout):
         job = build_job(fake_task, settings)
         del job["metadata"]["ownerReferences"]  # no LimeTask here: nothing owns them
         bodies.append(job)
+    control_plane = {name: local_process(name, api_client) for name in ("kube-apiserver", "etcd")}
+    control_start = control_plane_cpu(control_plane)
     started = time.time()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda body: batch.create_namespaced_job(namespace, body), bodies))
+    submitted = time.time() - started
     finished = wait_until(lambda: len(recorder.job_complete) >= count, timeout)
+    control = {name: value - control_start.get(name, 0.0) for name, value in control_plane_cpu(control_plane).items()}
     recorder.stop()
     total = (max(recorder.job_complete.values()) - started) if recorder.job_complete else float("nan")
-    return dict(finished=finished, total=total, complete=len(recorder.job_complete))
+    return dict(finished=finished, total=total, complete=len(recorder.job_complete), submitted=submitted,
+                control=control)
 
 
 def main(argv=None) -> int:
@@ -231,8 +281,17 @@ def main(argv=None) -> int:
     print(f"node                       {'kubelet (pods in containers)' if cluster.images else 'host-process (pods as processes)'}")
     if direct is None:
         return 0 if op["finished"] else 1
-    print(f"direct Jobs total          {direct['total']:.1f}s  ({direct['complete']} Complete, all: {direct['finished']})")
+    print(f"direct Jobs total          {direct['total']:.1f}s  ({direct['complete']} Complete, all: {direct['finished']}; "
+          f"submission {direct['submitted']:.1f}s)")
     print(f"overhead ratio             {op['total'] / direct['total']:.2f}x (operator total / direct total)")
+    # What the operator's own CPU explains of the difference: on this machine's cores, its
+    # CPU seconds displace that much of everyone else's work.
+    cores = os.cpu_count() or 1
+    print(f"operator CPU / run         {op['cpu'] / (cores * op['total']) * 100:.1f}% of {cores} cores "
+          f"(the difference of the totals is {(op['total'] - direct['total']) / direct['total'] * 100:.0f}%)")
+    for name in sorted(set(op["control"]) & set(direct["control"])):
+        print(f"{name + ' CPU per task':<26} {op['control'][name] * 1000 / args.count:.1f} ms with the operator, "
+              f"{direct['control'][name] * 1000 / args.count:.1f} ms for the direct Jobs")
     return 0 if op["finished"] and direct["finished"] else 1
 
 

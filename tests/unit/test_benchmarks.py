@@ -73,3 +73,16 @@ def test_runner_env_replaces_an_inherited_task_and_app_factory(monkeypatch, tmp_
     assert json.loads(env["LIME_TASK"])["task"] == _common.TASK
     assert "LIME_TASK_APP_FACTORY" not in env
     assert env["PYTHONPATH"] == _common.EXTRA_ENV["PYTHONPATH"] and os.path.isdir(env["PYTHONPATH"])
+
+
+def test_control_plane_flags_are_read_in_both_spellings_and_the_operators_requests_summed():
+    import operator_throughput
+
+    argv = ["kube-apiserver", "--etcd-servers", "http://127.0.0.1:2379", "--secure-port=6443", "--v", "1"]
+    assert "--secure-port=6443" in operator_throughput._flags(argv)
+    assert ("--etcd-servers", "http://127.0.0.1:2379") in operator_throughput._pairs(argv)
+    counters = {'limetask_kubernetes_api_requests_total{code="200",resource="limetasks/status",verb="PATCH"}': 5.0,
+                'limetask_kubernetes_api_requests_total{code="409",resource="limetasks/status",verb="PATCH"}': 1.0,
+                'limetask_kubernetes_api_requests_total{code="201",resource="jobs",verb="POST"}': 2.0,
+                'limetask_reconcile_total{queue="reconcile"}': 9.0}
+    assert operator_throughput.operator_requests(counters) == (8.0, "PATCH limetasks/status 6, POST jobs 2")
