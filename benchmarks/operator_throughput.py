@@ -68,20 +68,23 @@ def request_delta(before, after, resource: str, verbs: tuple[str, ...], code: st
     return total
 
 
-def controller_manager_flags() -> str:
-    """The local controller-manager's rate flags, read from its command line."""
+def controller_manager_flags(state_dir: Path | None) -> str:
+    """This cluster's controller-manager's rate flags, read from its command line: the
+    one whose --kubeconfig lies in the cluster's state directory (other local clusters
+    may run on the same machine)."""
     for entry in Path("/proc").iterdir():
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0")]
         except OSError:
             continue
-        if argv and argv[0].endswith(b"kube-controller-manager"):
-            flags = [a.decode() for a in argv]
-            keep = []
-            for i, flag in enumerate(flags):
-                if flag in ("--kube-api-qps", "--kube-api-burst", "--concurrent-job-syncs"):
-                    keep.append(f"{flag}={flags[i + 1]}")
-            return " ".join(keep) or "(defaults: --kube-api-qps=20 --kube-api-burst=30 --concurrent-job-syncs=5)"
+        if not argv or not argv[0].endswith("kube-controller-manager"):
+            continue
+        pairs = dict(_pairs(argv))
+        if state_dir is None or not pairs.get("--kubeconfig", "").startswith(str(state_dir) + "/"):
+            continue
+        keep = [f"{flag}={pairs[flag]}" for flag in ("--kube-api-qps", "--kube-api-burst", "--concurrent-job-syncs")
+                if flag in pairs]
+        return " ".join(keep) or "(defaults: --kube-api-qps=20 --kube-api-burst=30 --concurrent-job-syncs=5)"
     return "(not a local cluster: unknown)"
 
 
@@ -277,7 +280,7 @@ def main(argv=None) -> int:
     print(f"LimeTask writes per task   {op['writes'] / args.count:.2f}  (409s per task {op['conflicts'] / args.count:.3f})")
     print(f"Events per task            {op['own_events'] / args.count:.2f} by the operator (KUBE_EVENTS default), "
           f"{op['events'] / args.count:.2f} in the cluster (Job controller, scheduler, kubelet included)")
-    print(f"controller-manager         {controller_manager_flags()}")
+    print(f"controller-manager         {controller_manager_flags(cluster.kubeconfig.parent if cluster.local else None)}")
     print(f"node                       {'kubelet (pods in containers)' if cluster.images else 'host-process (pods as processes)'}")
     if direct is None:
         return 0 if op["finished"] else 1
