@@ -13,7 +13,7 @@ import pytest
 
 from lime_task.constants import MAX_ARGUMENTS_BYTES
 
-from ._operator_helpers import condition, running_containers, state
+from ._operator_helpers import condition, running_containers, state, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,9 @@ def test_success_records_result_times_job_and_events(operator, namespace, api):
     [owner] = job.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid) == ("LimeTask", name, done["metadata"]["uid"])
     assert owner.controller is True
-    reasons = {e.reason for e in api.events(name)}
-    assert {"Pending", "Completed"} <= reasons
+    # Events are posted after the status write that they record: wait for them.
+    wait_for(lambda: {"Pending", "Completed"} <= {e.reason for e in api.events(name)},
+             "the Pending and Completed Events", 30)
 
 
 def test_task_that_raises_fails_with_its_error(operator, namespace, api):
@@ -58,7 +59,8 @@ def test_task_that_raises_fails_with_its_error(operator, namespace, api):
     assert "result" not in status
     # Failures are recorded as Warning Events by default (KUBE_EVENTS=failures); the
     # transitions before it are not.
-    events = api.events(name)
+    # The Event is posted after the status write it records.
+    events = wait_for(lambda: api.events(name), "the task's Event", 30)
     assert [(e.type, e.reason) for e in events] == [("Warning", "TaskRaised")]
 
 
@@ -146,8 +148,7 @@ def test_max_running_queues_and_starts_in_creation_order(operator, namespace, ap
         time.sleep(0.1)
     assert started_order == names
     assert set(names[1:]) <= saw_queued
-    queued = api.events(names[-1])
-    assert "Queued" in {e.reason for e in queued}
+    wait_for(lambda: "Queued" in {e.reason for e in api.events(names[-1])}, "a Queued Event", 30)
 
 
 def test_max_running_per_app_lets_other_apps_run(operator, namespace, api):
