@@ -134,20 +134,6 @@ class Kube:
         ok_conflict: bool = False,
         parse: bool = True,
     ) -> Optional[dict[str, Any]]:
-        status, data = self._send(method, path, body, query, content_type)
-        metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code=str(status)).inc()
-        if status == 404 and ok_missing:
-            return None
-        if status == 409 and ok_conflict:
-            return {"_conflict": True, **_json(data)}
-        if status >= 400 or status == 0:
-            detail = _json(data).get("message") or data[:300].decode(errors="replace")
-            raise error_for(status, f"{method} {path}: {detail}")
-        # A task's body may nest 10,000 levels deep: not parsed where nobody reads it.
-        return _json(data) if parse else {}
-
-    def _send(self, method: str, path: str, body: Any, query: Optional[list[tuple[str, str]]],
-                          content_type: str) -> tuple[int, bytes]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, body, _ = self.api.param_serialize(
             method=method,
@@ -167,7 +153,16 @@ class Kube:
         except urllib3.exceptions.HTTPError as error:  # connection refused, timeouts
             metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
             raise Unavailable(0, f"{method} {path}: {error}") from error
-        return status, data
+        metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code=str(status)).inc()
+        if status == 404 and ok_missing:
+            return None
+        if status == 409 and ok_conflict:
+            return {"_conflict": True, **_json(data)}
+        if status >= 400 or status == 0:
+            detail = _json(data).get("message") or data[:300].decode(errors="replace")
+            raise error_for(status, f"{method} {path}: {detail}")
+        # A task's body may nest 10,000 levels deep: not parsed where nobody reads it.
+        return _json(data) if parse else {}
 
     def get_raw(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> dict[str, Any]:
         """GET a collection page; an HTTP error comes back as ``{"_status": code, "message": ...}``
