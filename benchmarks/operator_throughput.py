@@ -18,6 +18,12 @@ after the operator phase: LimeTask writes (PATCH/PUT of limetasks and their stat
 the 409s among them, and Events created. Those counters are cluster-wide: run the
 benchmark on an otherwise idle cluster. It prints the controller-manager's rate flags.
 
+Floors under the operator's CPU, measured in the same run: a bare process
+(_watch_floor.py) receives and parses the same watch events beside the operator and
+nothing else (the watch floor); one request made alone through the operator's own client,
+times the operator's requests per task (the request floor). What the operator spends
+above both is its own work: decisions, cache, thread hand-offs, metrics and logging.
+
 Bounded: each phase gives up after --timeout seconds and reports what it has. It
 deletes its namespaces and stops the operator before exiting.
 """
@@ -28,6 +34,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -140,6 +147,7 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     recorder.start(tasks=True)
     metrics_port = testing.free_loopback_port()
     operator = start_operator(cluster, namespace, log_path, max_running, metrics_port)
+    floor = WatchFloor(cluster, namespace)
     cpu_start = cpu_seconds(operator.pid)
     counters_before = operator_counters(metrics_port)
     control_plane = {name: local_process(name, api_client) for name in ("kube-apiserver", "etcd")}
@@ -161,6 +169,7 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
         finished = wait_until(lambda: len(recorder.task_done) >= count, timeout)
         rss = peak_rss_kib(operator.pid)
         cpu = cpu_seconds(operator.pid) - cpu_start
+        watch_floor = floor.stop()
         control = {name: value - control_start.get(name, 0.0) for name, value in control_plane_cpu(control_plane).items()}
         counters = counter_delta(counters_before, operator_counters(metrics_port))
         time.sleep(2)  # the last event confirmations
@@ -170,8 +179,10 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
         own_events = sum(1 for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
                          if e.involved_object.kind == "LimeTask")
     finally:
+        floor.stop()
         operator.stop()
         recorder.stop()
+    request_cpu = request_floor(api_client, namespace, next(iter(created), None))
     to_job = [recorder.job_seen[n] - t for n, t in created.items() if n in recorder.job_seen]
     to_done = [recorder.task_done[n] - t for n, t in created.items() if n in recorder.task_done]
     successes = sum(1 for s in recorder.task_state.values() if s == "SUCCESS")
@@ -183,7 +194,47 @@ def run_operator_phase(api_client, cluster, namespace, count, max_running, timeo
     conflicts = request_delta(requests_before, requests_after, "limetasks", ("PATCH", "UPDATE", "APPLY"), "409")
     events = request_delta(requests_before, requests_after, "events", ("POST", "CREATE"))
     return dict(control=control, counters=counters, own_events=own_events, finished=finished, to_job=to_job, to_done=to_done, successes=successes, total=total, rss_kib=rss,
-                submitted=submitted, raw=raw, cpu=cpu, writes=writes, conflicts=conflicts, events=events)
+                submitted=submitted, raw=raw, cpu=cpu, watch_floor=watch_floor, request_cpu=request_cpu, writes=writes, conflicts=conflicts, events=events)
+
+
+class WatchFloor:
+    """benchmarks/_watch_floor.py watching `namespace` beside the operator: what merely
+    receiving and parsing the same watch events costs a Python process here."""
+
+    def __init__(self, cluster, namespace: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_watch_floor.py")), namespace],
+                                     env=cluster.env(), stdout=subprocess.PIPE, text=True)
+        self.result: dict | None = None
+        if self.proc.stdout.readline().strip() != "ready":  # its initial lists are done
+            raise RuntimeError("the watch floor process did not start")
+
+    def stop(self) -> dict:
+        """{"cpu_seconds": s, "events": {plural: n}} (the first call's answer)."""
+        if self.result is None:
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=30)
+            self.result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"cpu_seconds": float("nan"), "events": {}}
+        return self.result
+
+
+def request_floor(api_client, namespace: str, name: str | None, count: int = 50) -> float:
+    """CPU seconds of one API request made alone through the operator's own client
+    (lime_task_operator.kube, the same urllib3 pool), on this thread's clock: a merge
+    patch of an annotation on a finished task, `count` times, after the operator stopped
+    (so these writes are not in its counts)."""
+    if name is None:
+        return float("nan")
+    from lime_task_operator.kube import Kube
+
+    kube = Kube(api_client)
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+    patch = lambda i: kube._request("PATCH", path, body={"metadata": {"annotations": {"bench/floor": str(i)}}},
+                                    content_type="application/merge-patch+json")
+    patch(-1)  # the connection is open before the clock starts
+    start = time.thread_time()
+    for i in range(count):
+        patch(i)
+    return (time.thread_time() - start) / count
 
 
 def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -271,6 +322,16 @@ def main(argv=None) -> int:
     print(f"operator peak RSS (VmHWM)  {op['rss_kib'] / 1024:.1f} MiB")
     print(f"operator CPU per task      {op['cpu'] * 1000 / args.count:.1f} ms  ({op['cpu']:.2f}s from ready to the end)")
     requests, by_call = operator_requests(op["counters"])
+    floor_ms = op["watch_floor"]["cpu_seconds"] * 1000 / args.count
+    floor_events = sum(op["watch_floor"]["events"].values())
+    request_ms = op["request_cpu"] * 1000 * requests / args.count
+    print(f"  watch floor              {floor_ms:.1f} ms  (a bare process receiving and parsing the same "
+          f"{floor_events / args.count:.1f} watch events per task, nothing else: "
+          f"{op['watch_floor']['cpu_seconds'] * 1e6 / max(floor_events, 1):.0f} us per event)")
+    print(f"  request floor            {request_ms:.1f} ms  ({requests / args.count:.2f} requests per task x "
+          f"{op['request_cpu'] * 1e6:.0f} us, one request made alone through the operator's client)")
+    print(f"  the rest                 {op['cpu'] * 1000 / args.count - floor_ms - request_ms:.1f} ms  "
+          f"(decisions, cache, thread hand-offs, metrics, logging)")
     passes = op["counters"].get('limetask_reconcile_total{queue="reconcile"}', 0.0)
     print(f"operator API requests/task {requests / args.count:.2f}  ({by_call or 'no metrics'}; watches not counted)")
     watched = {re.search(r'resource="([^"]*)"', name).group(1): value for name, value in op["counters"].items()
