@@ -219,22 +219,32 @@ class WatchFloor:
 
 def request_floor(api_client, namespace: str, name: str | None, count: int = 50) -> float:
     """CPU seconds of one API request made alone through the operator's own client
-    (lime_task_operator.kube, the same urllib3 pool), on this thread's clock: a merge
-    patch of an annotation on a finished task, `count` times, after the operator stopped
-    (so these writes are not in its counts)."""
+    (lime_task_operator.kube, on an event loop of its own), on this thread's clock: a
+    merge patch of an annotation on a finished task, `count` times, after the operator
+    stopped (so these writes are not in its counts)."""
     if name is None:
         return float("nan")
+    import asyncio
+
     from lime_task_operator.kube import Kube
 
-    kube = Kube(api_client)
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-    patch = lambda i: kube._request("PATCH", path, body={"metadata": {"annotations": {"bench/floor": str(i)}}},
+
+    async def measure() -> float:
+        kube = Kube(api_client)
+        try:
+            async def patch(i: int) -> None:
+                await kube._request("PATCH", path, body={"metadata": {"annotations": {"bench/floor": str(i)}}},
                                     content_type="application/merge-patch+json")
-    patch(-1)  # the connection is open before the clock starts
-    start = time.thread_time()
-    for i in range(count):
-        patch(i)
-    return (time.thread_time() - start) / count
+            await patch(-1)  # the connection is open before the clock starts
+            start = time.thread_time()
+            for i in range(count):
+                await patch(i)
+            return (time.thread_time() - start) / count
+        finally:
+            await kube.close()
+
+    return asyncio.run(measure())
 
 
 def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -48,8 +48,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # measured: 9,990 levels of args are stored, 10,050 refused). Python's JSON decoder
     # counts each level against the recursion limit (1,000 by default), so with the
     # default a single such LimeTask made every list of its namespace fail. Above that
-    # depth, any body the API server returns can be parsed (informer threads get a large
-    # stack for it; informer.THREAD_STACK_BYTES). Such a task then ends as InvalidTask.
+    # depth, any body the API server returns can be parsed (on the loop's thread: see
+    # informer.py for the stack it needs). Such a task then ends as InvalidTask.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
 
     kopf.configure(verbose=args.verbose, quiet=args.quiet)

@@ -14,7 +14,6 @@ an operator that cannot serve is never reported ready.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any, Optional
@@ -59,7 +58,7 @@ class Wiring:
             self.informers.append(Informer(kube, POD_RESOURCE, namespace, OURS, self._reduce_pod,
                                            self._on_child(PODS), self._on_synced))
 
-    # ------------------------------------------------------------ reductions (informer threads)
+    # ------------------------------------------------------------ reductions
 
     def _reduce_task(self, body: dict[str, Any]) -> Any:
         metadata = body.get("metadata") or {}
@@ -76,7 +75,7 @@ class Wiring:
         owner = views.task_key_of_child(body)
         return (owner, views.pod_view(body)) if owner else None
 
-    # ------------------------------------------------------------ deliveries (event loop)
+    # ------------------------------------------------------------ deliveries
 
     def _on_task(self, kind: str, key: Any, owner: Any, view: Any) -> None:
         if kind == "DELETED":
@@ -107,9 +106,8 @@ class Wiring:
     # ------------------------------------------------------------ lifecycle and health
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for informer in self.informers:
-            informer.start(loop)
+            informer.start()
 
     def stop(self) -> None:
         for informer in self.informers:
@@ -138,6 +136,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any,
     reconciler = Reconciler(config, kube, cache, publisher, publish_error)
     memo.wiring = Wiring(config, namespaces, kube, reconciler, cache)
     memo.reconciler = reconciler
+    memo.kube = kube
     if config.metrics_port:
         metrics.serve(config.metrics_port, metrics.CacheCollector(cache.task_views, config.events_enabled))
     memo.wiring.start()
@@ -166,6 +165,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     schedules = getattr(memo, "schedules", None)
     if schedules is not None:
         await schedules.stop()
+    kube: Optional[Kube] = getattr(memo, "kube", None)
+    if kube is not None:
+        await kube.close()
 
 
 def _publisher(config: Any) -> tuple[Any, type[Exception]]:

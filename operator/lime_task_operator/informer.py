@@ -7,25 +7,27 @@ indexed kind has been indexed. With a worker limit below the number of objects t
 never happens (the workers that finished indexing hold their slots while they wait for
 the rest: nolar/kopf#1243), so an operator restarted beside ~200 finished tasks served
 nothing at all; without a limit, every raw body of the initial listing stays in memory
-until the last one is indexed. Here one thread per (kind, namespace) lists in pages of
-``PAGE_SIZE`` and then watches from the list's resourceVersion; each object is reduced
-to the slim view the decisions need (views.py) as soon as it is parsed, so memory grows
-with the views, not with raw bodies or per-object workers, and readiness is exact:
-`synced` is set when every initial list has been applied. kopf still runs the
+until the last one is indexed. Here one asyncio task per (kind, namespace) lists in
+pages of ``PAGE_SIZE`` and then watches from the list's resourceVersion; each object is
+reduced to the slim view the decisions need (views.py) as soon as it is parsed, so
+memory grows with the views, not with raw bodies or per-object workers, and readiness
+is exact: `synced` is set when every initial list has been applied. kopf still runs the
 operator's lifecycle (start-up, clean-up, the health endpoint, logging).
 
-Deliveries go to the event loop (``loop.call_soon_threadsafe``), where all cache
-mutation happens, so the cache needs no locks.
+Everything runs on the operator's event loop, so the cache needs no locks. Until 0.2
+each informer was a thread handing its events to the loop; kube.py gives the figures
+that moved them onto it. A chunk of the stream that holds several events is applied as
+one batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import quote
 
 from . import metrics
@@ -43,12 +45,12 @@ WATCH_READ_TIMEOUT = 270
 CONNECT_TIMEOUT = 10
 # Back-off between failed list/watch attempts (seconds): 1, 2, 4 … at most this.
 BACKOFF_MAX = 30.0
-# Informer threads parse whatever body the API server accepted. Its JSON decoder takes
-# up to 10,000 levels of nesting (Go's encoding/json limit); Python's C decoder recurses
-# once per level on the thread's stack, so these threads get a large stack, and the
-# process a recursion limit above that depth (entry.py), instead of dying on a poison
-# object (a task whose args nest 3,000 levels deep once stopped every watch).
-THREAD_STACK_BYTES = 256 * 1024 * 1024
+# Bodies are parsed on the loop's thread. The API server accepts JSON nested up to
+# 10,000 levels (Go's encoding/json limit); Python's C decoder recurses once per level,
+# counted against the recursion limit (raised above that depth in entry.py) and using
+# the main thread's stack: 11,000 levels parse within the usual 8 MiB (measured), so a
+# poison object (a task whose args nest 3,000 levels deep once stopped every watch) is
+# read and refused (views.py), never fatal.
 
 Key = tuple[str, str]
 # (event type, object key, owner key, view). The owner key groups objects by task:
@@ -105,16 +107,9 @@ class Informer:
         self._reduce = reduce
         self._deliver = deliver
         self._on_synced = on_synced
-        self._loop: Any = None
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._response: Any = None
+        self._task: Optional[asyncio.Task] = None
         # Keys delivered and not deleted: what a relist must compare against.
         self._known: set[Key] = set()
-        # Deliveries parsed by the thread and not yet applied on the loop (_post).
-        self._pending: list[tuple] = []
-        self._pending_lock = threading.Lock()
-        self._drain_scheduled = False
         self.synced = False
         self.last_contact = 0.0  # time.monotonic() of the last successful exchange
         self.errors = 0  # consecutive failures (0 while healthy)
@@ -125,59 +120,48 @@ class Informer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, loop: Any) -> None:
-        self._loop = loop
-        previous = threading.stack_size()
-        threading.stack_size(THREAD_STACK_BYTES)
-        try:
-            self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
-            self._thread.start()
-        finally:
-            threading.stack_size(previous)
+    def start(self) -> None:
+        """Start listing and watching, on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"informer-{self.name}")
 
     def stop(self) -> None:
-        self._stop.set()
-        response = self._response
-        if response is not None:
-            try:
-                response.shutdown() if hasattr(response, "shutdown") else response.close()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+        if self._task is not None:
+            self._task.cancel()
 
-    # ------------------------------------------------------------ the thread
+    # ------------------------------------------------------------ list, then watch
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         version: Optional[str] = None
-        while not self._stop.is_set():
+        while True:
             try:
                 if version is None:
-                    version = self._list()
-                version = self._watch(version)
+                    version = await self._list()
+                version = await self._watch(version)
                 self.errors = 0
             except Gone:
                 log.info("%s: resourceVersion expired; listing again", self.name)
                 version = None
+            except asyncio.CancelledError:
+                raise
             except Exception as error:  # noqa: BLE001 - every failure is retried with back-off
-                if self._stop.is_set():
-                    return
                 self.errors += 1
                 delay = min(BACKOFF_MAX, 2.0 ** (self.errors - 1))
                 log.warning("%s: %s; retrying in %.0fs", self.name, error, delay)
-                self._stop.wait(delay)
+                await asyncio.sleep(delay)
 
     def _query(self, **params: str) -> tuple[str, list[tuple[str, str]]]:
         if self.label_selector:
             params["labelSelector"] = self.label_selector
         return self.resource.path(self.namespace), list(params.items())
 
-    def _list(self) -> str:
+    async def _list(self) -> str:
         seen: set[Key] = set()
         token = ""
         while True:
             params = {"limit": str(PAGE_SIZE)}
             if token:
                 params["continue"] = token
-            page = self.kube.get_raw(*self._query(**params), timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
+            page = await self.kube.get_raw(*self._query(**params), timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
             if page.get("_status") == 410:
                 raise Gone()
             if page.get("_status"):
@@ -188,15 +172,14 @@ class Informer:
                 seen.add(key)
                 batch.append(("ADDED", key) + self._reduced(item))
             self.last_contact = time.monotonic()
-            self._post(batch)
+            self._apply(batch)
             metadata = page.get("metadata") or {}
             token = metadata.get("continue") or ""
             if not token:
                 version = str(metadata.get("resourceVersion") or "")
                 break
-        # Objects known from before and missing from this list were deleted meanwhile;
-        # worked out on the loop, where `_known` is current.
-        self._loop.call_soon_threadsafe(self._listed, seen)  # after the _drain of the last page
+        # Objects known from before and missing from this list were deleted meanwhile.
+        self._listed(seen)
         return version
 
     def _reduced(self, body: dict[str, Any]) -> tuple[Optional[Key], Any]:
@@ -207,59 +190,40 @@ class Informer:
             kept = None
         return kept if kept is not None else (None, None)
 
-    def _watch(self, version: str) -> Optional[str]:
+    async def _watch(self, version: str) -> Optional[str]:
         query = self._query(watch="1", resourceVersion=version, allowWatchBookmarks="true",
                             timeoutSeconds=str(WATCH_SERVER_TIMEOUT))
-        response = self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
-        self._response = response
+        stream = await self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
         self.last_contact = time.monotonic()
         received = metrics.WATCH_EVENTS.labels(resource=self.resource.plural)
         try:
-            for line in _lines(response):
-                if self._stop.is_set():
-                    return version
-                event = json.loads(line)
-                kind = event.get("type")
-                body = event.get("object") or {}
-                self.last_contact = time.monotonic()
-                if kind == "ERROR":
-                    if body.get("code") == 410:
-                        raise Gone()
-                    raise KubeError(int(body.get("code") or 0), body.get("message") or "watch error")
-                version = str((body.get("metadata") or {}).get("resourceVersion") or version)
-                if kind == "BOOKMARK":
-                    continue
-                received.inc()
-                key = _key(body)
-                if kind == "DELETED":
-                    self._post([("DELETED", key, None, None)])
-                elif kind in ("ADDED", "MODIFIED"):
-                    self._post([(kind, key) + self._reduced(body)])
+            async for lines in _lines(stream.chunks()):
+                batch = []
+                for line in lines:
+                    event = json.loads(line)
+                    kind = event.get("type")
+                    body = event.get("object") or {}
+                    self.last_contact = time.monotonic()
+                    if kind == "ERROR":
+                        self._apply(batch)  # what came before the error stands
+                        if body.get("code") == 410:
+                            raise Gone()
+                        raise KubeError(int(body.get("code") or 0), body.get("message") or "watch error")
+                    version = str((body.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind == "BOOKMARK":
+                        continue
+                    received.inc()
+                    key = _key(body)
+                    if kind == "DELETED":
+                        batch.append(("DELETED", key, None, None))
+                    elif kind in ("ADDED", "MODIFIED"):
+                        batch.append((kind, key) + self._reduced(body))
+                self._apply(batch)
         finally:
-            self._response = None
-            response.release_conn()
+            stream.close()
         return version
 
-    def _post(self, batch: list[tuple]) -> None:
-        """Hand deliveries to the loop. One wake-up of the loop (a write to its self-pipe
-        and a callback) per batch of events that arrive before it runs, not one per event:
-        in a burst the loop is busy and a watch brings several events meanwhile."""
-        if not batch:
-            return
-        with self._pending_lock:
-            self._pending.extend(batch)
-            if self._drain_scheduled:
-                return
-            self._drain_scheduled = True
-        self._loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-            self._drain_scheduled = False
-        self._apply(batch)
-
-    # ------------------------------------------------------------ on the event loop
+    # ------------------------------------------------------------ deliveries
 
     def _listed(self, seen: set[Key]) -> None:
         self._apply([("DELETED", key, None, None) for key in self._known - seen])
@@ -288,21 +252,15 @@ def _key(body: dict[str, Any]) -> Key:
     return (metadata.get("namespace") or "", metadata.get("name") or "")
 
 
-def _lines(response: Any):
-    """Newline-delimited JSON of a watch response, one complete line at a time."""
-    pending = bytearray()
-    for chunk in response.stream(64 * 1024, decode_content=True):
-        if not pending and chunk.find(b"\n") == len(chunk) - 1 and chunk.strip():
-            yield chunk  # the usual case: the API server sends each event as one chunk
-            continue
-        start = len(pending)
-        pending += chunk
-        end = pending.find(b"\n", start)
-        while end >= 0:
-            line = bytes(pending[:end])
-            del pending[:end + 1]
-            if line.strip():
-                yield line
-            end = pending.find(b"\n")
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Newline-delimited JSON, as the complete non-empty lines of each chunk (a list, so
+    that the events that arrived together are applied together); a line cut by a chunk
+    boundary waits for the rest."""
+    pending = b""
+    async for chunk in chunks:
+        *lines, pending = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+        lines = [line for line in lines if line.strip()]
+        if lines:
+            yield lines
     if pending.strip():
-        yield bytes(pending)
+        yield [pending]

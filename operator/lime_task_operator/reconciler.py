@@ -17,7 +17,6 @@ from the initial listing and finishes it:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -71,7 +70,6 @@ class Reconciler:
         self.publisher = publisher
         self._publish_error = publish_error
         self._clock = clock
-        self._api = ThreadPoolExecutor(RECONCILE_WORKERS + 2, thread_name_prefix="lt-api")
         # Broker calls block for up to a connect timeout during an outage: they get
         # their own thread, so they never hold up API calls or the event loop.
         self._broker = ThreadPoolExecutor(1, thread_name_prefix="lt-broker")
@@ -103,7 +101,6 @@ class Reconciler:
             self._resync.cancel()
         await self.main.stop()
         await self.events.stop()
-        self._api.shutdown(wait=False, cancel_futures=True)
         self._broker.shutdown(wait=False, cancel_futures=True)
         if self.publisher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
@@ -175,9 +172,6 @@ class Reconciler:
     def _task_pods(self, key: Key) -> list[views.PodView]:
         return self.cache.pods(key)
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._api, functools.partial(fn, *args))
-
     # ------------------------------------------------------------ admission
 
     def _entries(self) -> list[admission.Entry]:
@@ -238,7 +232,7 @@ class Reconciler:
         job = self._job(key)
         if job is None and (task["status"].get("jobName") or key in self._launched):
             # The index may lag behind a Job we created a moment ago: ask the API.
-            job = await self._call(self.kube.get_job, namespace, task["status"].get("jobName") or jobs.job_name(name))
+            job = await self.kube.get_job(namespace, task["status"].get("jobName") or jobs.job_name(name))
             if job is None:
                 await self._apply(key, task, transitions.cancelled(task, jobs.job_name(name), now))
                 return
@@ -255,7 +249,7 @@ class Reconciler:
         if transitions.job_finished(job):
             # The verdict needs every pod's final report; the pod watch may lag the
             # Job's, so read them fresh.
-            pods = await self._call(self.kube.list_task_pods, namespace, name)
+            pods = await self.kube.list_task_pods(namespace, name)
         pods, log_tail = await self._failed_attempt_log(namespace, task, job, pods)
         transition = transitions.observe(task, job, pods, now, self.config.container_start_timeout_seconds, log_tail)
         if await self._apply(key, task, transition) and transitions.job_to_stop({"status": transition.status}, job):
@@ -277,12 +271,12 @@ class Reconciler:
         recorded from it, like the final verdict."""
         if transitions.pod_needing_log(task, job, pods) is None:
             return pods, None
-        pods = await self._call(self.kube.list_task_pods, namespace, task["metadata"]["name"])
+        pods = await self.kube.list_task_pods(namespace, task["metadata"]["name"])
         pod = transitions.pod_needing_log(task, job, pods)
         if pod is None:
             return pods, None
         try:
-            text = await self._call(kube_module.read_pod_log_tail, self.kube, namespace, pod, jobs.CONTAINER_NAME,
+            text = await kube_module.read_pod_log_tail(self.kube, namespace, pod, jobs.CONTAINER_NAME,
                                     logtail.READ_LINES, logtail.READ_BYTES)
         except kube_module.KubeError as error:
             log.info("task %s/%s: no log of pod %s: %s", namespace, task["metadata"]["name"], pod, error)
@@ -302,13 +296,13 @@ class Reconciler:
         deletion. The cache drops a finished task's children, so the Job is read."""
         if not transitions.job_to_stop(task, {}):
             return
-        job = self._job(key) or await self._call(self.kube.get_job, key[0], jobs.job_name(key[1]))
+        job = self._job(key) or await self.kube.get_job(key[0], jobs.job_name(key[1]))
         if transitions.job_to_stop(task, job) and jobs.owner_uid(job) == task["metadata"].get("uid"):
             await self._delete_job(key, job)
 
     async def _delete_job(self, key: Key, job: Mapping[str, Any]) -> None:
         metadata = job["metadata"]
-        if await self._call(kube_module.delete_job, self.kube, key[0], metadata["name"], metadata["uid"]):
+        if await kube_module.delete_job(self.kube, key[0], metadata["name"], metadata["uid"]):
             log.info("task %s/%s: deleted Job %s, which still tried to start the failed task", *key, metadata["name"])
 
     async def _start(self, key: Key, task: dict[str, Any], now: datetime) -> None:
@@ -318,7 +312,7 @@ class Reconciler:
             return
         if task.get("argumentsOmitted"):
             # Large arguments are not kept in memory (views.py): read the task now.
-            fresh = await self._call(self.kube.get_task, namespace, name)
+            fresh = await self.kube.get_task(namespace, name)
             if fresh is None:
                 return
             full = views.task_view(fresh, self.config.events_enabled)
@@ -338,7 +332,7 @@ class Reconciler:
             await self._apply(key, task, transitions.queued(task, message, now))
             return
         try:
-            job, created = await self._call(self.kube.create_job, namespace, body)
+            job, created = await self.kube.create_job(namespace, body)
         except QuotaExceeded as error:
             # Retrying can succeed once the namespace's usage drops: wait, visibly.
             self._launched.discard(key)
@@ -398,9 +392,8 @@ class Reconciler:
                 self._count_finished(transition.state, transition.reason, fields)
             if self.config.records_event(transition.state):
                 # Fire and forget: an Event is a courtesy for `kubectl describe`.
-                asyncio.get_running_loop().run_in_executor(
-                    self._api, self.kube.record_event, task, transition.event_type, transition.reason,
-                    f"{transition.state}: {transition.message}")
+                kube_module.in_background(self.kube.record_event(
+                    task, transition.event_type, transition.reason, f"{transition.state}: {transition.message}"))
         return written
 
     def _count_finished(self, state: str, reason: str, fields: Mapping[str, Any]) -> None:
@@ -453,7 +446,7 @@ class Reconciler:
             raise RuntimeError(f"bug: status write decided on the compact view of {key}")
         fields = transitions.bounded(fields)
         try:
-            written = await self._call(self.kube.patch_task_status, key[0], key[1], fields,
+            written = await self.kube.patch_task_status(key[0], key[1], fields,
                                        task["metadata"]["resourceVersion"], bool(task.get("status")))
         except KubeError as error:
             if error.temporary:
@@ -510,7 +503,7 @@ class Reconciler:
                 return  # the patch's watch event brings us back with the new version
         ttl = self.config.default_ttl_seconds
         if transitions.may_delete(task, ttl, self.config.events_enabled, now):
-            deleted = await self._call(self.kube.delete_task, key[0], key[1], task["metadata"]["uid"])
+            deleted = await self.kube.delete_task(key[0], key[1], task["metadata"]["uid"])
             if deleted:
                 log.info("task %s/%s deleted: its TTL after finishing has passed", *key)
             return

@@ -21,12 +21,9 @@ is.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from lime_task.constants import (ANNOTATION_SCHEDULED_AT, GROUP, LABEL_SCHEDULE, PLURAL, SCHEDULE_KIND,
                                  SCHEDULE_PLURAL, VERSION)
@@ -91,22 +88,19 @@ class ScheduleController:
             self.informers.append(Informer(kube, TASKS, namespace, LABEL_SCHEDULE, self._reduce_task,
                                            self._on_task, self._on_synced))
         self.queue = WorkQueue("schedule", self.reconcile, WORKERS)
-        self._api = ThreadPoolExecutor(WORKERS + 1, thread_name_prefix="lts-api")
         self.running = False
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for informer in self.informers:
-            informer.start(loop)
+            informer.start()
 
     async def stop(self) -> None:
         for informer in self.informers:
             informer.stop()
         if self.running:
             await self.queue.stop()
-        self._api.shutdown(wait=False, cancel_futures=True)
 
     def _on_synced(self) -> None:
         if not self.running and all(informer.synced for informer in self.informers):
@@ -118,7 +112,7 @@ class ScheduleController:
             for key in self._schedules:
                 self.queue.nudge(key)
 
-    # ------------------------------------------------------------ informer threads and deliveries
+    # ------------------------------------------------------------ reductions and deliveries
 
     @staticmethod
     def _reduce_schedule(body: dict[str, Any]) -> Any:
@@ -158,9 +152,6 @@ class ScheduleController:
 
     # ------------------------------------------------------------ the pass
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._api, functools.partial(fn, *args))
-
     def owned(self, key: Key, uid: str) -> list[schedule.OwnedTask]:
         """The schedule's tasks: labelled with its name and owned by this very schedule
         (a task of an earlier schedule of the same name is the garbage collector's)."""
@@ -180,24 +171,23 @@ class ScheduleController:
         decision = schedule.plan(name, spec, status, created, metadata.get("generation"), tasks, now, problem)
 
         for task in decision.replace:
-            if await self._call(self.kube.delete_task, namespace, task.name, task.uid):
+            if await self.kube.delete_task(namespace, task.name, task.uid):
                 log.info("schedule %s/%s: deleted unfinished task %s (Replace)", namespace, name, task.name)
         if decision.create is not None:
             decision = await self._create_run(key, body, decision, tasks, now, problem)
         for task in decision.prune:
-            if await self._call(self.kube.delete_task, namespace, task.name, task.uid):
+            if await self.kube.delete_task(namespace, task.name, task.uid):
                 log.info("schedule %s/%s: deleted %s task %s (history limit)", namespace, name, task.state, task.name)
 
         to_set, to_remove = status_changes(status, decision.status)
         if to_set or to_remove:
-            written = await self._call(kube_module.patch_schedule_status, self.kube, namespace, name, to_set,
+            written = await kube_module.patch_schedule_status(self.kube, namespace, name, to_set,
                                        to_remove, metadata["resourceVersion"], bool(status))
             if not written:
                 log.debug("schedule %s/%s changed meanwhile; deciding again on its next version", namespace, name)
         for event in decision.events:
-            asyncio.get_running_loop().run_in_executor(
-                self._api, kube_module.record_object_event, self.kube, body, SCHEDULE_KIND, event.type,
-                event.reason, event.message)
+            kube_module.in_background(kube_module.record_object_event(
+                self.kube, body, SCHEDULE_KIND, event.type, event.reason, event.message))
         if decision.requeue_after is not None:
             self.queue.nudge_later(key, self.clock.real_seconds(decision.requeue_after) + WAKE_MARGIN_SECONDS)
 
@@ -206,7 +196,7 @@ class ScheduleController:
         namespace, name = key
         task_body = task_for_run(body, decision.create_name, decision.create)
         try:
-            task, created = await self._call(kube_module.create_task, self.kube, namespace, task_body)
+            task, created = await kube_module.create_task(self.kube, namespace, task_body)
         except KubeError as error:
             if error.temporary:
                 raise  # the work queue's backoff; nothing was written

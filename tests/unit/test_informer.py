@@ -1,15 +1,14 @@
 """The informer: paged list, watch from the list's resourceVersion, relist on 410, any body.
 
 A fake API (pages and watch streams as the API server sends them, newline-delimited
-JSON cut at arbitrary byte boundaries) drives a real Informer thread; deliveries are
-collected on a real event loop.
+JSON cut at arbitrary byte boundaries) drives a real Informer on a real event loop;
+deliveries are collected there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 
 import pytest
 
@@ -22,20 +21,20 @@ def obj(name: str, version: int, **status) -> dict:
 
 
 class FakeStream:
-    def __init__(self, events: list[dict], chunk: int = 7, block: threading.Event | None = None) -> None:
+    """A watch's body in chunks of `chunk` bytes (kube.WatchStream's interface)."""
+
+    def __init__(self, events: list[dict], chunk: int = 7) -> None:
         self.data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
         self.chunk = chunk
-        self.block = block
-        self.status = 200
+        self.closed = False
 
-    def stream(self, amount, decode_content=True):
+    async def chunks(self):
         for start in range(0, len(self.data), self.chunk):
             yield self.data[start:start + self.chunk]
-        if self.block is not None:
-            self.block.wait(5)
+            await asyncio.sleep(0)
 
-    def release_conn(self):
-        pass
+    def close(self):
+        self.closed = True
 
 
 class FakeKube:
@@ -44,20 +43,22 @@ class FakeKube:
     def __init__(self, lists: list[list[dict]], watches: list[FakeStream]) -> None:
         self.lists = lists
         self.watches = watches
+        self.opened: list[FakeStream] = []
         self.calls: list[tuple[str, dict]] = []
-        self.done = threading.Event()
+        self.done = asyncio.Event()
 
-    def get_raw(self, path, query, timeout):
+    async def get_raw(self, path, query, timeout):
         self.calls.append(("list", dict(query)))
         return self.lists.pop(0)
 
-    def open_stream(self, path, query, timeout):
+    async def open_stream(self, path, query, timeout):
         self.calls.append(("watch", dict(query)))
         if not self.watches:
             self.done.set()
-            threading.Event().wait(5)
+            await asyncio.sleep(5)
             raise RuntimeError("no more watches")
-        return self.watches.pop(0)
+        self.opened.append(self.watches.pop(0))
+        return self.opened[-1]
 
 
 def run(kube: FakeKube, reduce=None, until=lambda seen: False, seconds: float = 5.0):
@@ -65,12 +66,13 @@ def run(kube: FakeKube, reduce=None, until=lambda seen: False, seconds: float = 
     synced: list[bool] = []
 
     async def main():
+        kube.done = asyncio.Event()  # bound to this loop
         informer = Informer(kube, Resource("limetask.dev", "v1alpha1", "limetasks"), "ns", "",
                             reduce or (lambda body: ((body["metadata"]["namespace"], body["metadata"]["name"]),
                                                      body["metadata"]["resourceVersion"])),
                             lambda kind, key, owner, view: seen.append((kind, key[1], view)),
                             lambda: synced.append(True))
-        informer.start(asyncio.get_running_loop())
+        informer.start()
         deadline = asyncio.get_running_loop().time() + seconds
         while not (until(seen) or kube.done.is_set()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
@@ -153,12 +155,12 @@ def test_errors_back_off_and_keep_the_version():
     class Flaky(FakeKube):
         failures = 1
 
-        def open_stream(self, path, query, timeout):
+        async def open_stream(self, path, query, timeout):
             if self.failures:
                 self.failures -= 1
                 self.calls.append(("watch-failed", dict(query)))
                 raise ConnectionError("connection refused")
-            return super().open_stream(path, query, timeout)
+            return await super().open_stream(path, query, timeout)
 
     kube = Flaky(lists=[page([obj("a", 1)], version="7")],
                  watches=[FakeStream([{"type": "ADDED", "object": obj("b", 8)}])])
@@ -171,33 +173,67 @@ def test_errors_back_off_and_keep_the_version():
 @pytest.mark.parametrize("chunk", [1, 3, 1000])
 def test_lines_are_split_whatever_the_chunk_boundaries(chunk):
     events = [{"type": "ADDED", "object": obj(f"o{i}", i)} for i in range(5)]
-    lines = list(informer_module._lines(FakeStream(events, chunk=chunk)))
+
+    async def collect():
+        return [line async for lines in informer_module._lines(FakeStream(events, chunk=chunk).chunks())
+                for line in lines]
+
+    lines = asyncio.run(collect())
     assert [json.loads(line)["object"]["metadata"]["name"] for line in lines] == [f"o{i}" for i in range(5)]
 
 
-def test_events_parsed_while_the_loop_is_busy_are_applied_in_one_wake_up_in_order():
-    delivered: list[tuple] = []
+def test_events_that_arrive_together_are_applied_together_in_order_and_the_stream_is_closed():
+    events = [{"type": "MODIFIED", "object": obj("p", version)} for version in (1, 2, 3)]
+    stream = FakeStream(events, chunk=1 << 20)  # all three in one chunk
+    kube = FakeKube(lists=[page([])], watches=[stream])
+    batches: list[int] = []
+    real_apply = Informer._apply
+
+    def counting_apply(self, batch):
+        if batch:
+            batches.append(len(batch))
+        real_apply(self, batch)
+
+    Informer._apply = counting_apply
+    try:
+        seen, _, _ = run(kube, until=lambda s: len(s) == 3)
+    finally:
+        Informer._apply = real_apply
+    assert [view for _, _, view in seen] == ["1", "2", "3"]
+    assert batches == [3]
+    assert stream.closed  # the watch ended: its connection is dropped, not left open
+
+
+def test_an_error_event_keeps_what_came_before_it_and_relists():
+    kube = FakeKube(
+        lists=[page([obj("a", 1)]), page([obj("a", 1), obj("b", 2)], version="5")],
+        watches=[FakeStream([{"type": "ADDED", "object": obj("b", 2)},
+                             {"type": "ERROR", "object": {"code": 410, "message": "too old"}}], chunk=1 << 20),
+                 FakeStream([])],
+    )
+    seen, _, _ = run(kube)
+    assert ("ADDED", "b", "2") in seen
+    assert [call for call, _ in kube.calls[:4]] == ["list", "watch", "list", "watch"]
+
+
+def test_stop_cancels_a_watch_that_waits_for_events():
+    class Silent(FakeStream):
+        async def chunks(self):
+            await asyncio.sleep(60)
+            yield b""
+
+    stream = Silent([])
 
     async def main():
-        loop = asyncio.get_running_loop()
-        informer = Informer(FakeKube([], []), Resource("", "v1", "pods"), "ns", "", lambda body: None,
-                            lambda kind, key, owner, view: delivered.append((kind, key[1], view)),
-                            lambda: None)
-        informer._loop = loop
-        scheduled = []
-        real = loop.call_soon_threadsafe
-        loop.call_soon_threadsafe = lambda *args: (scheduled.append(args), real(*args))
-        try:
-            # The loop runs nothing until this coroutine awaits: the three posts find it busy.
-            for version in ("1", "2", "3"):
-                informer._post([("MODIFIED", ("ns", "p"), ("ns", "t"), version)])
+        kube = FakeKube(lists=[page([])], watches=[stream])
+        informer = Informer(kube, Resource("", "v1", "pods"), "ns", "", lambda body: None,
+                            lambda *args: None, lambda: None)
+        informer.start()
+        while not kube.opened:
             await asyncio.sleep(0.01)
-            informer._post([("MODIFIED", ("ns", "p"), ("ns", "t"), "4")])
-            await asyncio.sleep(0.01)
-        finally:
-            loop.call_soon_threadsafe = real
-        return scheduled
+        informer.stop()
+        await asyncio.wait_for(asyncio.gather(informer._task, return_exceptions=True), 1)
+        return informer._task
 
-    scheduled = asyncio.run(main())
-    assert [view for _, _, view in delivered] == ["1", "2", "3", "4"]
-    assert len(scheduled) == 2  # one drain for the first three, one for the fourth
+    task = asyncio.run(main())
+    assert task.cancelled() and stream.closed

@@ -69,6 +69,10 @@ def pod(phase="Running", terminated=None, running=True) -> dict:
             "status": {"phase": phase, "containerStatuses": [{"name": "task", "state": state, "restartCount": 0}]}}
 
 
+async def no_log(*args, **kwargs):
+    return ""
+
+
 class FakeKube:
     def __init__(self, answers: dict[str, Any]) -> None:
         self.answers = answers
@@ -83,29 +87,29 @@ class FakeKube:
             raise value
         return value
 
-    def get_job(self, namespace, name):
+    async def get_job(self, namespace, name):
         return self._answer("get_job", None)
 
-    def get_task(self, namespace, name):
+    async def get_task(self, namespace, name):
         return self._answer("get_task", None)
 
-    def create_job(self, namespace, body):
+    async def create_job(self, namespace, body):
         self.writes.append(("create_job", body["metadata"]["name"]))
         created = self._answer("create_job", None)
         return (created or {**body, "metadata": {**body["metadata"], "uid": "job-uid"}}), True
 
-    def list_task_pods(self, namespace, name):
+    async def list_task_pods(self, namespace, name):
         return self._answer("list_task_pods", [])
 
-    def patch_task_status(self, namespace, name, fields, resource_version, has_status=True):
+    async def patch_task_status(self, namespace, name, fields, resource_version, has_status=True):
         self.writes.append(("patch", dict(fields)))
         return self._answer("patch", {})
 
-    def delete_task(self, namespace, name, uid):
+    async def delete_task(self, namespace, name, uid):
         self.writes.append(("delete_task", uid))
         return True
 
-    def record_event(self, *args):
+    async def record_event(self, *args):
         pass
 
 
@@ -259,7 +263,7 @@ def named(prefix: str) -> Row:
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_reconcile_pass(row, monkeypatch):
-    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", no_log)
     kube, _ = check(row)
     if row.publisher is not None and row.step == "publish" and not row.publisher.error:
         published = [key for key, _ in row.publisher.published]
@@ -267,14 +271,14 @@ def test_reconcile_pass(row, monkeypatch):
 
 
 def test_success_result_keeps_null_members(monkeypatch):
-    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", no_log)
     kube, _ = check(named("Job complete"))
     (_, fields), = kube.writes
     assert fields["result"] == {"parent": None}
 
 
 def test_status_messages_are_cut_to_the_crd_limits(monkeypatch):
-    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", no_log)
     row = Row("long", task(), answers={"create_job": Invalid(422, "x" * 50_000)},
               writes=[("create_job", None), ("patch", {"state": "FAILURE", "reason": "JobRejected"})])
     kube, _ = check(row)
@@ -303,7 +307,7 @@ POD_SUCCESS = named("pod succeeded before the Job")
 
 
 def test_terminal_state_and_event_confirmation_are_one_write(monkeypatch):
-    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", no_log)
     publisher = FakePublisher()
     row = Row("one write", POD_SUCCESS.task, job=POD_SUCCESS.job, pods=POD_SUCCESS.pods, publisher=publisher,
               writes=[("patch", {"state": "SUCCESS", "reason": "Completed"})])
@@ -315,7 +319,7 @@ def test_terminal_state_and_event_confirmation_are_one_write(monkeypatch):
 
 
 def test_broker_down_the_state_is_written_alone_and_the_event_retried(monkeypatch):
-    monkeypatch.setattr(kube_module, "read_pod_log_tail", lambda *a, **k: "")
+    monkeypatch.setattr(kube_module, "read_pod_log_tail", no_log)
     row = Row("broker down", POD_SUCCESS.task, job=POD_SUCCESS.job, pods=POD_SUCCESS.pods,
               publisher=FakePublisher(PublishError()),
               writes=[("patch", {"state": "SUCCESS", "reason": "Completed"})])

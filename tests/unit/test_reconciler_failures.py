@@ -31,13 +31,13 @@ def one_pass(monkeypatch, the_task, the_job, pods, answers=None, log=None, setti
     kube = FakeKube(answers or {})
     calls = {"log": [], "delete_job": []}
 
-    def read_log(k, namespace, name, container, lines, limit):
+    async def read_log(k, namespace, name, container, lines, limit):
         calls["log"].append((name, container, lines, limit))
         if isinstance(log, Exception):
             raise log
         return log
 
-    def delete_job(k, namespace, name, uid):
+    async def delete_job(k, namespace, name, uid):
         calls["delete_job"].append((name, uid))
         return True
 

@@ -29,7 +29,7 @@ class FakeKube:
         self.refuse_create: str | None = None
         self._instance = "test"
 
-    def _request(self, method, path, body=None, query=None, content_type="", ok_missing=False,
+    async def _request(self, method, path, body=None, query=None, content_type="", ok_missing=False,
                  ok_conflict=False, parse=True):
         self.calls.append((method, path))
         if method == "POST" and path.endswith("/limetasks"):
@@ -50,10 +50,10 @@ class FakeKube:
             return {}
         raise AssertionError(f"unexpected {method} {path}")
 
-    def get_task(self, namespace, name):
+    async def get_task(self, namespace, name):
         return copy.deepcopy(self.tasks.get(name))
 
-    def delete_task(self, namespace, name, uid):
+    async def delete_task(self, namespace, name, uid):
         self.calls.append(("DELETE", name))
         return self.tasks.pop(name, None) is not None
 

@@ -1,0 +1,225 @@
+"""The operator's API client (lime_task_operator.kube) against a real local HTTP server.
+
+What the integration tests cannot provoke at will: each HTTP answer typed as the
+reconciler expects, no answer at all (refused, hung) ending in bounded time, the token
+read afresh for every request, a watch's body passed on as it arrives, and a log read
+that stops at its limit whatever the server sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import kubernetes
+import pytest
+from aiohttp import web
+
+from lime_task_operator import kube as kube_module
+from lime_task_operator.kube import Conflict, Gone, Invalid, Kube, NotFound, QuotaExceeded, Unavailable
+
+
+def client_for(port: int, token: str = "") -> Kube:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    if token:
+        configuration.api_key = {"authorization": token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+    return Kube(kubernetes.client.ApiClient(configuration))
+
+
+async def serve(routes: web.RouteTableDef) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+def status_body(code: int, message: str) -> web.Response:
+    return web.json_response({"kind": "Status", "code": code, "message": message}, status=code)
+
+
+ANSWERS = {
+    "missing": lambda: status_body(404, 'jobs.batch "x" not found'),
+    "taken": lambda: status_body(409, "already exists"),
+    "invalid": lambda: status_body(422, 'Job.batch "x" is invalid: spec.template: Required value'),
+    "quota": lambda: status_body(403, 'jobs "x" is forbidden: exceeded quota: q, requested: count/jobs.batch=1'),
+    "rbac": lambda: status_body(403, 'jobs.batch is forbidden: User "op" cannot create resource "jobs"'),
+    "down": lambda: status_body(503, "etcdserver: leader changed"),
+    "gone": lambda: status_body(410, "too old resource version"),
+    "fine": lambda: web.json_response({"metadata": {"name": "x"}, "value": [1, None, "é"]}),
+}
+
+
+def with_server(test):
+    """Runs `test(kube, port)` on a loop with the ANSWERS server up; closes both."""
+    async def main():
+        routes = web.RouteTableDef()
+        seen: list[web.Request] = []
+
+        @routes.route("*", "/{what}")
+        async def answer(request: web.Request) -> web.StreamResponse:
+            seen.append(request)
+            await request.read()
+            return ANSWERS[request.match_info["what"]]()
+
+        runner, port = await serve(routes)
+        kube = client_for(port, token="t0k3n")
+        try:
+            return await test(kube, seen)
+        finally:
+            await kube.close()
+            await runner.cleanup()
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/missing", NotFound), ("/taken", Conflict), ("/invalid", Invalid), ("/quota", QuotaExceeded),
+    ("/rbac", kube_module.Forbidden), ("/down", Unavailable), ("/gone", Gone),
+])
+def test_each_refusal_is_typed_and_keeps_the_api_servers_message(path, expected):
+    async def test(kube, seen):
+        with pytest.raises(expected) as caught:
+            await kube._request("POST", path, body={"a": 1})
+        return caught.value
+
+    error = with_server(test)
+    assert type(error) is expected
+    assert ANSWERS[path[1:]]().text and json.loads(ANSWERS[path[1:]]().text)["message"] in str(error)
+    assert error.temporary == (expected in (Conflict, QuotaExceeded, Unavailable, Gone))
+
+
+def test_missing_and_conflict_are_answers_when_the_caller_expects_them():
+    async def test(kube, seen):
+        return (await kube._request("GET", "/missing", ok_missing=True),
+                await kube._request("POST", "/taken", body={}, ok_conflict=True))
+
+    missing, conflict = with_server(test)
+    assert missing is None
+    assert conflict["_conflict"] is True and conflict["message"] == "already exists"
+
+
+def test_the_body_goes_out_as_json_with_its_content_type_and_the_token():
+    async def test(kube, seen):
+        value = await kube._request("PATCH", "/fine", body=[{"op": "add", "path": "/status/x", "value": None}],
+                                    content_type="application/json-patch+json")
+        sent = seen[-1]
+        return value, sent.headers.get("Content-Type"), sent.headers.get("Authorization"), await sent.read()
+
+    value, content_type, authorization, body = with_server(test)
+    assert value == {"metadata": {"name": "x"}, "value": [1, None, "é"]}
+    assert content_type == "application/json-patch+json"
+    assert authorization == "Bearer t0k3n"
+    assert json.loads(body) == [{"op": "add", "path": "/status/x", "value": None}]
+
+
+def test_a_rotated_token_is_used_from_the_next_request_on():
+    # In a pod, the kubernetes client's in-cluster configuration rereads the token file
+    # through this hook; the operator must not cache the header.
+    async def test(kube, seen):
+        tokens = iter(["first", "second"])
+        kube.api.configuration.refresh_api_key_hook = lambda config: config.api_key.update(authorization=next(tokens))
+        await kube._request("GET", "/fine")
+        await kube._request("GET", "/fine")
+        return [request.headers.get("Authorization") for request in seen]
+
+    assert with_server(test) == ["Bearer first", "Bearer second"]
+
+
+def test_no_answer_is_unavailable_in_bounded_time(monkeypatch):
+    monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT", (1.0, 0.5))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections, never answers
+    hung_port = listener.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()
+
+    async def attempt(port):
+        kube = client_for(port)
+        started = time.monotonic()
+        try:
+            with pytest.raises(Unavailable) as caught:
+                await kube._request("GET", "/api/v1/namespaces/ns/pods/p")
+            return caught.value, time.monotonic() - started
+        finally:
+            await kube.close()
+
+    try:
+        for port in (hung_port, refused_port):
+            error, elapsed = asyncio.run(attempt(port))
+            assert error.status == 0 and error.temporary
+            assert "/api/v1/namespaces/ns/pods/p" in str(error)
+            assert elapsed < 3.0
+    finally:
+        listener.close()
+
+
+def test_a_watch_passes_on_each_chunk_as_it_arrives_and_410_is_gone():
+    async def main():
+        routes = web.RouteTableDef()
+        release = asyncio.Event()
+
+        @routes.get("/watch")
+        async def watch(request):
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(b'{"type":"ADDED","object":{}}\n{"type":')
+            await release.wait()
+            await response.write(b'"DELETED","object":{}}\n')
+            return response
+
+        @routes.get("/expired")
+        async def expired(request):
+            return status_body(410, "too old resource version: 5 (100)")
+
+        runner, port = await serve(routes)
+        kube = client_for(port)
+        try:
+            stream = await kube.open_stream("/watch", [("watch", "1")], timeout=(1, 5))
+            chunks = stream.chunks()
+            first = await asyncio.wait_for(chunks.__anext__(), 2)  # before the rest is sent
+            release.set()
+            rest = b"".join([chunk async for chunk in chunks])
+            stream.close()
+            with pytest.raises(Gone):
+                await kube.open_stream("/expired", [], timeout=(1, 5))
+            return first, rest
+        finally:
+            await kube.close()
+            await runner.cleanup()
+
+    first, rest = asyncio.run(main())
+    assert first == b'{"type":"ADDED","object":{}}\n{"type":'
+    assert rest == b'"DELETED","object":{}}\n'
+
+
+def test_a_log_read_stops_at_its_limit_whatever_the_server_sends():
+    async def main():
+        routes = web.RouteTableDef()
+
+        @routes.get("/api/v1/namespaces/ns/pods/p/log")
+        async def log(request):
+            assert request.query["limitBytes"] == "100" and request.query["tailLines"] == "5"
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for _ in range(50):  # ignores limitBytes: 5,000 bytes in 50 writes
+                await response.write(b"x" * 99 + b"\n")
+            return response
+
+        runner, port = await serve(routes)
+        kube = client_for(port)
+        try:
+            return await kube_module.read_pod_log_tail(kube, "ns", "p", "task", 5, 100)
+        finally:
+            await kube.close()
+            await runner.cleanup()
+
+    assert asyncio.run(main()) == "x" * 99 + "\n"
