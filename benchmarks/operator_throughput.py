@@ -225,6 +225,7 @@ def request_floor(api_client, namespace: str, name: str | None, count: int = 50)
     if name is None:
         return float("nan")
     import asyncio
+    import inspect
 
     from lime_task_operator.kube import Kube
 
@@ -234,15 +235,18 @@ def request_floor(api_client, namespace: str, name: str | None, count: int = 50)
         kube = Kube(api_client)
         try:
             async def patch(i: int) -> None:
-                await kube._request("PATCH", path, body={"metadata": {"annotations": {"bench/floor": str(i)}}},
-                                    content_type="application/merge-patch+json")
+                answer = kube._request("PATCH", path, body={"metadata": {"annotations": {"bench/floor": str(i)}}},
+                                       content_type="application/merge-patch+json")
+                if inspect.isawaitable(answer):  # a blocking client: an operator before 0.3, for before/after runs
+                    await answer
             await patch(-1)  # the connection is open before the clock starts
             start = time.thread_time()
             for i in range(count):
                 await patch(i)
             return (time.thread_time() - start) / count
         finally:
-            await kube.close()
+            if hasattr(kube, "close"):
+                await kube.close()
 
     return asyncio.run(measure())
 
