@@ -176,13 +176,13 @@ class Kube:
         connection each, never waiting behind requests for a free connection)."""
         if self._requests is None or self._watches is None:
             context = self._ssl_context()
+            # aiohttp asks for gzip and decompresses (as client-go does): the API server
+            # compresses large answers (lists over 128 KiB), not watch streams.
             headers = {"User-Agent": self.api.user_agent, "Accept": "application/json"}
-            # auto_decompress off: the API server compresses only when asked.
             self._requests = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=context, limit=REQUEST_CONNECTIONS), headers=headers,
-                auto_decompress=False)
+                connector=aiohttp.TCPConnector(ssl=context, limit=REQUEST_CONNECTIONS), headers=headers)
             self._watches = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=context, limit=0), headers=headers, auto_decompress=False)
+                connector=aiohttp.TCPConnector(ssl=context, limit=0), headers=headers)
         return self._watches if watch else self._requests
 
     def _options(self, timeout: tuple[float, float]) -> dict[str, Any]:
@@ -256,7 +256,8 @@ class Kube:
     async def get_raw(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> dict[str, Any]:
         """GET a collection page; an HTTP error comes back as ``{"_status": code, "message": ...}``
         (the informer treats 410 differently from the rest). Raises Unavailable when there is
-        no answer."""
+        no answer, or when the answer is not a list (it is never taken for an empty one: a
+        relist would then report every object as deleted)."""
         response = await self._send("GET", path, query, timeout, watch=True)
         try:
             data = await response.read()
@@ -267,6 +268,9 @@ class Kube:
         value = _json(data)
         if response.status >= 400:
             return {"_status": response.status, "message": value.get("message") or data[:300].decode(errors="replace")}
+        if not isinstance(value.get("items", []), list) or not isinstance(value.get("metadata"), dict):
+            raise Unavailable(0, f"GET {path}: the answer is not a readable list ({len(data)} bytes, "
+                                 f"{response.headers.get('Content-Type', 'no content type')})")
         return value
 
     async def open_stream(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> WatchStream:
