@@ -14,7 +14,7 @@ memory grows with the views, not with raw bodies or per-object workers, and read
 is exact: `synced` is set when every initial list has been applied. kopf still runs the
 operator's lifecycle (start-up, clean-up, the health endpoint, logging).
 
-Everything runs on the operator's event loop, so the cache needs no locks. Until 0.2
+Everything runs on the operator's event loop, so the cache needs no locks. In 0.2.0
 each informer was a thread handing its events to the loop; kube.py gives the figures
 that moved them onto it. A chunk of the stream that holds several events is applied as
 one batch.

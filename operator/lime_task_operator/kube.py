@@ -1,12 +1,13 @@
 """The only module that calls the Kubernetes API.
 
 Asynchronous, on the operator's event loop, through aiohttp (kopf's own HTTP client, a
-well-kept library with a C HTTP parser). Until 0.2 these calls were blocking urllib3
-requests made from a thread pool, and the watches ran in one thread each; every answer
-then crossed threads (a pool thread's wake-up, the loop's self-pipe, the GIL handed
-back and forth). Measured on 50-task bursts (benchmarks/operator_throughput.py, same
-machine, alternating runs): 13.2 / 15.2 ms of operator CPU per task with threads,
-11.2 / 11.8 ms on the loop, where one request costs about as much as one made alone.
+well-kept library with a C HTTP parser). In 0.2.0 and earlier these calls were blocking
+urllib3 requests made from a thread pool, and the watches ran in one thread each; every
+answer then crossed threads (a pool thread's wake-up, the loop's self-pipe, the GIL
+handed back and forth). Operator CPU per task on 50-task bursts
+(benchmarks/operator_throughput.py, 3 alternating runs of each on one machine, min /
+median): 16.2 / 16.4 ms with threads, 12.2 / 12.8 ms on the loop; docs/architecture.md
+("Where the operator's CPU goes") has the floors under it.
 
 Credentials and the API server's address come from a kubernetes.client Configuration
 (kubeconfig or in-cluster; its token is read afresh through the configuration's refresh
