@@ -32,7 +32,8 @@ def apply(settings: kopf.OperatorSettings, namespaced: bool = False) -> None:
     # its own warnings and errors, not every log line.
     settings.posting.enabled = True
     settings.posting.level = logging.WARNING
-    # Sync code runs in the reconciler's own pools; kopf's executor stays small.
+    # The operator's API calls are coroutines and its broker calls have their own thread;
+    # kopf's executor (for sync handlers, of which there are none) stays small.
     settings.execution.max_workers = 4
     # kopf would list and watch CRDs and namespaces to discover what to serve; with no
     # resource handlers there is nothing to discover, and a namespaced install has no
