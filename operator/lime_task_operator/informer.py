@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import quote
 
+from . import kube as kube_module
 from . import metrics
 from .kube import Kube, KubeError
 
@@ -108,6 +109,10 @@ class Informer:
         self._deliver = deliver
         self._on_synced = on_synced
         self._task: Optional[asyncio.Task] = None
+        # The resourceVersion of the last list or applied watch batch: a broken watch
+        # resumes from here (client-go's reflector), so it neither replays what was
+        # applied (a deleted object would come back as MODIFIED) nor relists for it.
+        self._version: Optional[str] = None
         # Keys delivered and not deleted: what a relist must compare against.
         self._known: set[Key] = set()
         self.synced = False
@@ -131,16 +136,15 @@ class Informer:
     # ------------------------------------------------------------ list, then watch
 
     async def _run(self) -> None:
-        version: Optional[str] = None
         while True:
             try:
-                if version is None:
-                    version = await self._list()
-                version = await self._watch(version)
+                if self._version is None:
+                    self._version = await self._list()
+                await self._watch()
                 self.errors = 0
             except Gone:
                 log.info("%s: resourceVersion expired; listing again", self.name)
-                version = None
+                self._version = None
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - every failure is retried with back-off
@@ -190,10 +194,16 @@ class Informer:
             kept = None
         return kept if kept is not None else (None, None)
 
-    async def _watch(self, version: str) -> Optional[str]:
+    async def _watch(self) -> None:
+        """Watch from self._version until the API server ends the watch, advancing the
+        version with each batch applied; raises Gone when it is too old to watch from."""
+        version = self._version or ""
         query = self._query(watch="1", resourceVersion=version, allowWatchBookmarks="true",
                             timeoutSeconds=str(WATCH_SERVER_TIMEOUT))
-        stream = await self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
+        try:
+            stream = await self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
+        except kube_module.Gone:  # refused outright with 410, not as an ERROR event
+            raise Gone() from None
         self.last_contact = time.monotonic()
         received = metrics.WATCH_EVENTS.labels(resource=self.resource.plural)
         try:
@@ -206,6 +216,7 @@ class Informer:
                     self.last_contact = time.monotonic()
                     if kind == "ERROR":
                         self._apply(batch)  # what came before the error stands
+                        self._version = version
                         if body.get("code") == 410:
                             raise Gone()
                         raise KubeError(int(body.get("code") or 0), body.get("message") or "watch error")
@@ -219,9 +230,9 @@ class Informer:
                     elif kind in ("ADDED", "MODIFIED"):
                         batch.append((kind, key) + self._reduced(body))
                 self._apply(batch)
+                self._version = version
         finally:
             stream.close()
-        return version
 
     # ------------------------------------------------------------ deliveries
 
@@ -255,12 +266,21 @@ def _key(body: dict[str, Any]) -> Key:
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """Newline-delimited JSON, as the complete non-empty lines of each chunk (a list, so
     that the events that arrived together are applied together); a line cut by a chunk
-    boundary waits for the rest."""
-    pending = b""
+    boundary waits for the rest. Linear in the bytes received, however small the chunks
+    a large object (a LimeTask can be 1.5 MB) arrives in."""
+    pending = bytearray()
     async for chunk in chunks:
-        *lines, pending = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-        lines = [line for line in lines if line.strip()]
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            pending += chunk
+            continue
+        if pending:
+            pending += chunk[:end]
+            text, pending = bytes(pending), bytearray(chunk[end + 1:])
+        else:
+            text, pending = chunk[:end], bytearray(chunk[end + 1:])
+        lines = [line for line in text.split(b"\n") if line.strip()]
         if lines:
             yield lines
     if pending.strip():
-        yield [pending]
+        yield [bytes(pending)]

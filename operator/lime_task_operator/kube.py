@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import aiohttp
 import kubernetes
+from kubernetes.client.rest import should_bypass_proxies
 
 from lime_task import timestamps
 from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
@@ -46,6 +47,11 @@ REQUEST_TIMEOUT = (5, 30)
 # many as there are workers that can wait on a request at once (reconciler.RECONCILE_WORKERS,
 # the event publisher's and the schedule controller's), with some to spare.
 REQUEST_CONNECTIONS = 64
+# Kubernetes Events in flight at once (in_background), so that a burst of them never
+# holds the connections that status writes wait for; and queued at most, beyond which
+# an Event is dropped with a warning (they are best effort; the status is the record).
+BACKGROUND_IN_FLIGHT = 8
+BACKGROUND_QUEUED = 1000
 
 
 class KubeError(RuntimeError):
@@ -157,6 +163,7 @@ class Kube:
         self._instance = socket.gethostname()
         self._requests: Optional[aiohttp.ClientSession] = None
         self._watches: Optional[aiohttp.ClientSession] = None
+        self._closed = False
 
     # ------------------------------------------------------------ transport
 
@@ -195,8 +202,13 @@ class Kube:
         token = (config.auth_settings().get("BearerToken") or {}).get("value")
         if token:
             options["headers"] = {"Authorization": token}
-        if config.proxy:
+        # HTTPS_PROXY / NO_PROXY as the kubernetes client reads them (its own rule for
+        # the exclusions): a pod given a proxy for the outside still reaches the API
+        # server directly.
+        if config.proxy and not should_bypass_proxies(config.host, config.no_proxy or ""):
             options["proxy"] = config.proxy
+            if config.proxy_headers:
+                options["proxy_headers"] = config.proxy_headers
         if config.tls_server_name:
             options["server_hostname"] = config.tls_server_name
         return options
@@ -205,17 +217,22 @@ class Kube:
                     timeout: tuple[float, float], watch: bool = False, body: Optional[bytes] = None,
                     content_type: Optional[str] = None) -> aiohttp.ClientResponse:
         """The response, headers read, its body not yet (the caller reads and releases it)."""
+        if self._closed:
+            raise Unavailable(0, f"{method} {path}: the client is closed (the operator is stopping)")
         options = self._options(timeout)
         if content_type:
             options.setdefault("headers", {})["Content-Type"] = content_type
         try:
             return await self._session(watch).request(
                 method, self.api.configuration.host + path, params=query or None, data=body, **options)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        # ValueError: what aiohttp raises for a proxy URL it cannot use (socks5://).
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as error:
             metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
             raise Unavailable(0, f"{method} {path}: {error}") from error
 
     async def close(self) -> None:
+        """Close the connections; any call made after this raises Unavailable."""
+        self._closed = True
         for session in (self._requests, self._watches):
             if session is not None:
                 await session.close()
@@ -252,7 +269,20 @@ class Kube:
             detail = _json(data).get("message") or data[:300].decode(errors="replace")
             raise error_for(status, f"{method} {path}: {detail}")
         # A task's body may nest 10,000 levels deep: not parsed where nobody reads it.
-        return _json(data) if parse else {}
+        if not parse:
+            return {}
+        try:
+            value = json.loads(data)
+        except RecursionError:  # nested past the recursion limit: the caller reads it afresh
+            return {}
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            # Not the API server's JSON (a proxy's HTML page): never taken for an empty
+            # answer (no pods, no Job), which a decision could act on.
+            raise Unavailable(0, f"{method} {path}: the answer is not a JSON object ({len(data)} bytes, "
+                                 f"{response.headers.get('Content-Type', 'no content type')})")
+        return value
 
     async def get_raw(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> dict[str, Any]:
         """GET a collection page; an HTTP error comes back as ``{"_status": code, "message": ...}``
@@ -423,13 +453,30 @@ class Kube:
 # Coroutines started by in_background and not finished: asyncio keeps only weak
 # references to tasks, so an unreferenced one could be collected before it ran.
 _BACKGROUND: set[asyncio.Task] = set()
+_IN_FLIGHT: dict[Any, asyncio.Semaphore] = {}  # per event loop
 
 
 def in_background(call: Any) -> None:
     """Run the coroutine `call` on the running loop without waiting for it: for Events,
     a courtesy to `kubectl describe` (record_event and record_object_event log their own
-    failures; the status, already written, is the source of truth)."""
-    task = asyncio.get_running_loop().create_task(call)
+    failures; the status, already written, is the source of truth). At most
+    BACKGROUND_IN_FLIGHT run at once; beyond BACKGROUND_QUEUED waiting, `call` is
+    dropped with a warning."""
+    if len(_BACKGROUND) >= BACKGROUND_QUEUED:
+        call.close()
+        log.warning("%d Kubernetes Events are waiting to be written; dropping one (best effort)", len(_BACKGROUND))
+        return
+    loop = asyncio.get_running_loop()
+    slots = _IN_FLIGHT.get(loop)
+    if slots is None:
+        _IN_FLIGHT.clear()  # a new loop (tests): the old one's semaphore is of no use
+        slots = _IN_FLIGHT[loop] = asyncio.Semaphore(BACKGROUND_IN_FLIGHT)
+
+    async def limited() -> None:
+        async with slots:
+            await call
+
+    task = loop.create_task(limited())
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
 

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from lime_task_operator import informer as informer_module
+from lime_task_operator import kube as kube_module
 from lime_task_operator.informer import Informer, Resource
 
 
@@ -237,3 +238,49 @@ def test_stop_cancels_a_watch_that_waits_for_events():
 
     task = asyncio.run(main())
     assert task.cancelled() and stream.closed
+
+
+class BreakingStream(FakeStream):
+    """Sends its events, then half of one more, then the connection breaks."""
+
+    async def chunks(self):
+        async for chunk in super().chunks():
+            yield chunk
+        yield b'{"type":"MODIFIED","obj'
+        raise kube_module.Unavailable(0, "watch broken: connection reset")
+
+
+def test_a_broken_watch_resumes_after_what_it_applied_and_replays_nothing():
+    kube = FakeKube(
+        lists=[page([obj("a", 5)], version="10")],
+        watches=[BreakingStream([{"type": "MODIFIED", "object": obj("a", 11)},
+                                 {"type": "DELETED", "object": obj("a", 13)},
+                                 {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "20"}}}],
+                                chunk=1 << 20),
+                 FakeStream([])],
+    )
+    seen, _, _ = run(kube, until=lambda s: len(kube.calls) >= 3)
+    assert seen == [("ADDED", "a", "5"), ("MODIFIED", "a", "11"), ("DELETED", "a", None)]
+    watches = [query["resourceVersion"] for call, query in kube.calls if call == "watch"]
+    assert watches[:2] == ["10", "20"]  # resumed after the bookmark, not from the list's version
+    assert [call for call, _ in kube.calls].count("list") == 1
+
+
+def test_a_watch_refused_with_410_relists():
+    class Refusing(FakeKube):
+        refusals = 1
+
+        async def open_stream(self, path, query, timeout):
+            if self.refusals:
+                self.refusals -= 1
+                self.calls.append(("watch-410", dict(query)))
+                raise kube_module.Gone(410, "too old resource version: 10 (500)")
+            return await super().open_stream(path, query, timeout)
+
+    kube = Refusing(lists=[page([obj("a", 1)], version="10"), page([obj("b", 2)], version="500")],
+                    watches=[FakeStream([])])
+    seen, _, informer = run(kube, until=lambda s: any(k == "b" for _, k, _ in s))
+    assert [call for call, _ in kube.calls[:4]] == ["list", "watch-410", "list", "watch"]
+    assert kube.calls[3][1]["resourceVersion"] == "500"
+    assert ("DELETED", "a", None) in seen and ("ADDED", "b", "2") in seen
+    assert informer.errors == 0  # a relist, not a failure backed off

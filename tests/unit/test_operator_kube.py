@@ -53,6 +53,7 @@ ANSWERS = {
     "down": lambda: status_body(503, "etcdserver: leader changed"),
     "gone": lambda: status_body(410, "too old resource version"),
     "fine": lambda: web.json_response({"metadata": {"name": "x"}, "value": [1, None, "é"]}),
+    "html": lambda: web.Response(text="<html>proxy says hello</html>", content_type="text/html"),
 }
 
 
@@ -259,3 +260,89 @@ def test_a_compressed_list_page_is_read_whole_and_an_unreadable_one_is_an_error(
     page = asyncio.run(main())
     assert len(page["items"]) == 2000 and page["items"][-1]["metadata"]["name"] == "t1999"
     assert page["metadata"]["resourceVersion"] == "99"
+
+
+def test_a_success_that_is_not_json_is_an_error_not_an_empty_answer():
+    # A proxy's HTML page must not read as "no pods" or "no Job".
+    async def test(kube, seen):
+        with pytest.raises(Unavailable, match="not a JSON object") as caught:
+            await kube._request("GET", "/html")
+        return caught.value
+
+    assert with_server(test).temporary
+
+
+def test_no_proxy_is_honoured_and_the_proxy_is_used_otherwise():
+    # A pod given HTTPS_PROXY for the outside world, with the API server in NO_PROXY,
+    # must reach the API server directly (the kubernetes client's own rule).
+    async def main():
+        proxy_routes = web.RouteTableDef()
+        proxied: list[str] = []
+
+        @proxy_routes.route("*", "/{tail:.*}")
+        async def proxy(request):
+            proxied.append(str(request.url))
+            return web.Response(status=502, text="proxy: no route")
+
+        api_routes = web.RouteTableDef()
+
+        @api_routes.get("/fine")
+        async def fine(request):
+            return web.json_response({"direct": True})
+
+        proxy_runner, proxy_port = await serve(proxy_routes)
+        api_runner, api_port = await serve(api_routes)
+        answers = []
+        try:
+            for no_proxy in ("localhost,127.0.0.1,.svc", ""):
+                kube = client_for(api_port)
+                kube.api.configuration.proxy = f"http://127.0.0.1:{proxy_port}"
+                kube.api.configuration.no_proxy = no_proxy
+                try:
+                    answers.append(await kube._request("GET", "/fine"))
+                except Unavailable as error:
+                    answers.append(error)
+                finally:
+                    await kube.close()
+        finally:
+            await proxy_runner.cleanup()
+            await api_runner.cleanup()
+        return answers, proxied
+
+    (bypassed, through_proxy), proxied = asyncio.run(main())
+    assert bypassed == {"direct": True}
+    assert isinstance(through_proxy, Unavailable) and through_proxy.status == 502
+    assert len(proxied) == 1 and proxied[0].endswith("/fine")
+
+
+def test_a_closed_client_refuses_calls_instead_of_opening_new_connections():
+    async def test(kube, seen):
+        await kube._request("GET", "/fine")
+        await kube.close()
+        with pytest.raises(Unavailable, match="closed"):
+            await kube._request("GET", "/fine")
+        return len(seen)
+
+    assert with_server(test) == 1
+
+
+def test_background_events_are_bounded_in_flight_and_in_number(monkeypatch):
+    monkeypatch.setattr(kube_module, "BACKGROUND_QUEUED", 20)
+    running, most, finished = [0], [0], []
+
+    async def event(i):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+        finished.append(i)
+
+    async def main():
+        for i in range(30):
+            kube_module.in_background(event(i))
+        while kube_module._BACKGROUND:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert most[0] == kube_module.BACKGROUND_IN_FLIGHT
+    assert sorted(finished) == list(range(20))  # the 10 beyond the queue's bound were dropped
