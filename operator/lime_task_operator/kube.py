@@ -52,6 +52,8 @@ REQUEST_CONNECTIONS = 64
 # an Event is dropped with a warning (they are best effort; the status is the record).
 BACKGROUND_IN_FLIGHT = 8
 BACKGROUND_QUEUED = 1000
+# What aiohttp raises when there is no (complete) answer: refused, reset, timed out.
+NO_ANSWER = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class KubeError(RuntimeError):
@@ -143,7 +145,7 @@ class WatchStream:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except NO_ANSWER as error:
             raise Unavailable(0, f"watch broken: {error}") from error
 
     def close(self) -> None:
@@ -164,6 +166,10 @@ class Kube:
         self._requests: Optional[aiohttp.ClientSession] = None
         self._watches: Optional[aiohttp.ClientSession] = None
         self._closed = False
+        # in_background's tasks (asyncio keeps only weak references to tasks, so an
+        # unreferenced one could be collected before it ran) and its slots.
+        self._background: set[asyncio.Task] = set()
+        self._background_slots: Optional[asyncio.Semaphore] = None
 
     # ------------------------------------------------------------ transport
 
@@ -226,9 +232,51 @@ class Kube:
             return await self._session(watch).request(
                 method, self.api.configuration.host + path, params=query or None, data=body, **options)
         # ValueError: what aiohttp raises for a proxy URL it cannot use (socks5://).
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as error:
+        except (*NO_ANSWER, ValueError) as error:
             metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
             raise Unavailable(0, f"{method} {path}: {error}") from error
+
+    @staticmethod
+    async def _read(response: aiohttp.ClientResponse, what: str, limit: Optional[int] = None) -> bytes:
+        """The body (at most `limit` bytes), the connection released; Unavailable when
+        it does not arrive whole."""
+        try:
+            if limit is None:
+                return await response.read()
+            data = b""
+            while len(data) < limit:
+                chunk = await response.content.read(limit - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        except NO_ANSWER as error:
+            raise Unavailable(0, f"{what}: {error}") from error
+        finally:
+            response.release()
+
+    def in_background(self, call: Any) -> None:
+        """Run the coroutine `call` on the running loop without waiting for it: for Events,
+        a courtesy to `kubectl describe` (record_event and record_object_event log their own
+        failures; the status, already written, is the source of truth). At most
+        BACKGROUND_IN_FLIGHT run at once; beyond BACKGROUND_QUEUED waiting, `call` is
+        dropped with a warning."""
+        if len(self._background) >= BACKGROUND_QUEUED:
+            call.close()
+            log.warning("%d Kubernetes Events are waiting to be written; dropping one (best effort)",
+                        len(self._background))
+            return
+        if self._background_slots is None:
+            self._background_slots = asyncio.Semaphore(BACKGROUND_IN_FLIGHT)
+        slots = self._background_slots
+
+        async def limited() -> None:
+            async with slots:
+                await call
+
+        task = asyncio.get_running_loop().create_task(limited())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         """Close the connections; any call made after this raises Unavailable."""
@@ -253,12 +301,10 @@ class Kube:
         response = await self._send(method, path, query, REQUEST_TIMEOUT, body=data_out,
                                     content_type=content_type if body is not None else None)
         try:
-            data = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+            data = await self._read(response, f"{method} {path}")
+        except Unavailable:
             metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code="0").inc()
-            raise Unavailable(0, f"{method} {path}: {error}") from error
-        finally:
-            response.release()
+            raise
         status = response.status
         metrics.API_REQUESTS.labels(verb=method, resource=_resource_of(path), code=str(status)).inc()
         if status == 404 and ok_missing:
@@ -290,12 +336,7 @@ class Kube:
         no answer, or when the answer is not a list (it is never taken for an empty one: a
         relist would then report every object as deleted)."""
         response = await self._send("GET", path, query, timeout, watch=True)
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            raise Unavailable(0, f"GET {path}: {error}") from error
-        finally:
-            response.release()
+        data = await self._read(response, f"GET {path}")
         value = _json(data)
         if response.status >= 400:
             return {"_status": response.status, "message": value.get("message") or data[:300].decode(errors="replace")}
@@ -310,11 +351,9 @@ class Kube:
         response = await self._send("GET", path, query, timeout, watch=True)
         if response.status >= 400:
             try:
-                data = await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                data = await self._read(response, f"watch {path}")
+            except Unavailable:  # the refusal's status says enough
                 data = b""
-            finally:
-                response.release()
             message = _json(data).get("message") or data[:300].decode(errors="replace")
             raise (Gone(410, message) if response.status == 410 else error_for(response.status, f"watch {path}: {message}"))
         return WatchStream(response)
@@ -332,7 +371,7 @@ class Kube:
         another.
         """
         created = await self._request("POST", f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs", body=dict(job),
-                                ok_conflict=True)
+                                      ok_conflict=True)
         if not created.get("_conflict"):
             return created, True
         name = job["metadata"]["name"]
@@ -450,37 +489,6 @@ class Kube:
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, metadata.get("name"), error)
 
 
-# Coroutines started by in_background and not finished: asyncio keeps only weak
-# references to tasks, so an unreferenced one could be collected before it ran.
-_BACKGROUND: set[asyncio.Task] = set()
-_IN_FLIGHT: dict[Any, asyncio.Semaphore] = {}  # per event loop
-
-
-def in_background(call: Any) -> None:
-    """Run the coroutine `call` on the running loop without waiting for it: for Events,
-    a courtesy to `kubectl describe` (record_event and record_object_event log their own
-    failures; the status, already written, is the source of truth). At most
-    BACKGROUND_IN_FLIGHT run at once; beyond BACKGROUND_QUEUED waiting, `call` is
-    dropped with a warning."""
-    if len(_BACKGROUND) >= BACKGROUND_QUEUED:
-        call.close()
-        log.warning("%d Kubernetes Events are waiting to be written; dropping one (best effort)", len(_BACKGROUND))
-        return
-    loop = asyncio.get_running_loop()
-    slots = _IN_FLIGHT.get(loop)
-    if slots is None:
-        _IN_FLIGHT.clear()  # a new loop (tests): the old one's semaphore is of no use
-        slots = _IN_FLIGHT[loop] = asyncio.Semaphore(BACKGROUND_IN_FLIGHT)
-
-    async def limited() -> None:
-        async with slots:
-            await call
-
-    task = loop.create_task(limited())
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-
 def make_api_client() -> kubernetes.client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG).
     Only its configuration is used (address, CA, client certificate, token)."""
@@ -530,7 +538,7 @@ LOG_REQUEST_TIMEOUT = (5, 15)
 
 
 async def read_pod_log_tail(kube: Kube, namespace: str, pod: str, container: str, tail_lines: int,
-                      limit_bytes: int) -> str:
+                            limit_bytes: int) -> str:
     """The last `tail_lines` lines of a container's log, at most `limit_bytes` bytes
     (GET pods/{pod}/log with tailLines and limitBytes; needs `get` on `pods/log`).
 
@@ -541,18 +549,8 @@ async def read_pod_log_tail(kube: Kube, namespace: str, pod: str, container: str
     path = f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(pod)}/log"
     query = [("container", container), ("tailLines", str(tail_lines)), ("limitBytes", str(limit_bytes))]
     response = await kube._send("GET", path, query, LOG_REQUEST_TIMEOUT)
-    try:
-        # limitBytes bounds the body; this bounds what is read should it not.
-        data = b""
-        while len(data) <= limit_bytes:
-            chunk = await response.content.read(limit_bytes + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-        raise Unavailable(0, f"GET {path}: {error}") from error
-    finally:
-        response.release()
+    # limitBytes bounds the body; this bounds what is read should it not.
+    data = await kube._read(response, f"GET {path}", limit=limit_bytes + 1)
     if response.status >= 400:
         message = _json(data).get("message") or data[:300].decode(errors="replace")
         raise error_for(response.status, f"GET {path}: {message}")
@@ -591,7 +589,7 @@ async def create_task(kube: Kube, namespace: str, body: Mapping[str, Any]) -> tu
     Raises the KubeError subclass otherwise (Invalid when the API server refuses it).
     """
     created = await kube._request("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{PLURAL}",
-                            body=dict(body), ok_conflict=True)
+                                  body=dict(body), ok_conflict=True)
     if not created.get("_conflict"):
         return created, True
     name = body["metadata"]["name"]
@@ -602,7 +600,7 @@ async def create_task(kube: Kube, namespace: str, body: Mapping[str, Any]) -> tu
 
 
 async def patch_schedule_status(kube: Kube, namespace: str, name: str, set_fields: Mapping[str, Any],
-                          remove_fields: list[str], resource_version: str, has_status: bool) -> bool:
+                                remove_fields: list[str], resource_version: str, has_status: bool) -> bool:
     """Write a LimeTaskSchedule's status fields, only if it is still at `resource_version`
     (a JSON patch with the resourceVersion precondition, as Kube.patch_task_status).
 
@@ -626,7 +624,7 @@ async def patch_schedule_status(kube: Kube, namespace: str, name: str, set_field
 
 
 async def record_object_event(kube: Kube, obj: Mapping[str, Any], kind: str, type_: str, reason: str,
-                        message: str) -> None:
+                              message: str) -> None:
     """A Kubernetes Event on any object of ours (a LimeTaskSchedule: `kind`); best effort
     as Kube.record_event: logged, never retried."""
     metadata = obj.get("metadata") or {}

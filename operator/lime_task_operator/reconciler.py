@@ -277,7 +277,7 @@ class Reconciler:
             return pods, None
         try:
             text = await kube_module.read_pod_log_tail(self.kube, namespace, pod, jobs.CONTAINER_NAME,
-                                    logtail.READ_LINES, logtail.READ_BYTES)
+                                                       logtail.READ_LINES, logtail.READ_BYTES)
         except kube_module.KubeError as error:
             log.info("task %s/%s: no log of pod %s: %s", namespace, task["metadata"]["name"], pod, error)
             recorded = (task.get("status") or {}).get("lastAttempt") or {}
@@ -392,7 +392,7 @@ class Reconciler:
                 self._count_finished(transition.state, transition.reason, fields)
             if self.config.records_event(transition.state):
                 # Fire and forget: an Event is a courtesy for `kubectl describe`.
-                kube_module.in_background(self.kube.record_event(
+                self.kube.in_background(self.kube.record_event(
                     task, transition.event_type, transition.reason, f"{transition.state}: {transition.message}"))
         return written
 
@@ -447,7 +447,7 @@ class Reconciler:
         fields = transitions.bounded(fields)
         try:
             written = await self.kube.patch_task_status(key[0], key[1], fields,
-                                       task["metadata"]["resourceVersion"], bool(task.get("status")))
+                                                        task["metadata"]["resourceVersion"], bool(task.get("status")))
         except KubeError as error:
             if error.temporary:
                 raise

@@ -182,11 +182,11 @@ class ScheduleController:
         to_set, to_remove = status_changes(status, decision.status)
         if to_set or to_remove:
             written = await kube_module.patch_schedule_status(self.kube, namespace, name, to_set,
-                                       to_remove, metadata["resourceVersion"], bool(status))
+                                                              to_remove, metadata["resourceVersion"], bool(status))
             if not written:
                 log.debug("schedule %s/%s changed meanwhile; deciding again on its next version", namespace, name)
         for event in decision.events:
-            kube_module.in_background(kube_module.record_object_event(
+            self.kube.in_background(kube_module.record_object_event(
                 self.kube, body, SCHEDULE_KIND, event.type, event.reason, event.message))
         if decision.requeue_after is not None:
             self.queue.nudge_later(key, self.clock.real_seconds(decision.requeue_after) + WAKE_MARGIN_SECONDS)

@@ -338,9 +338,10 @@ def test_background_events_are_bounded_in_flight_and_in_number(monkeypatch):
         finished.append(i)
 
     async def main():
+        kube = client_for(1)  # no request is made
         for i in range(30):
-            kube_module.in_background(event(i))
-        while kube_module._BACKGROUND:
+            kube.in_background(event(i))
+        while kube._background:
             await asyncio.sleep(0.01)
 
     asyncio.run(main())

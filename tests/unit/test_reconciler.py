@@ -109,6 +109,10 @@ class FakeKube:
         self.writes.append(("delete_task", uid))
         return True
 
+    def in_background(self, call):
+        """Kube.in_background without its bounds: the call runs as soon as the test awaits."""
+        self.background = getattr(self, "background", []) + [asyncio.get_running_loop().create_task(call)]
+
     async def record_event(self, *args):
         pass
 

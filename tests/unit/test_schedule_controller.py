@@ -53,6 +53,10 @@ class FakeKube:
     async def get_task(self, namespace, name):
         return copy.deepcopy(self.tasks.get(name))
 
+    def in_background(self, call):
+        """Kube.in_background without its bounds: the call runs as soon as the test awaits."""
+        self.background = getattr(self, "background", []) + [asyncio.get_running_loop().create_task(call)]
+
     async def delete_task(self, namespace, name, uid):
         self.calls.append(("DELETE", name))
         return self.tasks.pop(name, None) is not None
