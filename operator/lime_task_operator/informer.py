@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import quote
 
-from . import kube as kube_module
 from . import metrics
-from .kube import Kube, KubeError
+from .kube import Gone, Kube, KubeError
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +74,6 @@ class Resource:
 
     def __str__(self) -> str:
         return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-class Gone(Exception):
-    """410: the resourceVersion is too old to watch from (or a continue token expired)."""
 
 
 class Informer:
@@ -165,11 +160,8 @@ class Informer:
             params = {"limit": str(PAGE_SIZE)}
             if token:
                 params["continue"] = token
+            # Gone (an expired continue token) lists again from the start.
             page = await self.kube.get_raw(*self._query(**params), timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
-            if page.get("_status") == 410:
-                raise Gone()
-            if page.get("_status"):
-                raise KubeError(page["_status"], page.get("message") or "list failed")
             batch = []
             for item in page.get("items") or []:
                 key = _key(item)
@@ -200,10 +192,8 @@ class Informer:
         version = self._version or ""
         query = self._query(watch="1", resourceVersion=version, allowWatchBookmarks="true",
                             timeoutSeconds=str(WATCH_SERVER_TIMEOUT))
-        try:
-            stream = await self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
-        except kube_module.Gone:  # refused outright with 410, not as an ERROR event
-            raise Gone() from None
+        # Gone when refused outright with 410 (not as an ERROR event): _run relists.
+        stream = await self.kube.open_stream(*query, timeout=(CONNECT_TIMEOUT, WATCH_READ_TIMEOUT))
         self.last_contact = time.monotonic()
         received = metrics.WATCH_EVENTS.labels(resource=self.resource.plural)
         try:
@@ -218,7 +208,7 @@ class Informer:
                         self._apply(batch)  # what came before the error stands
                         self._version = version
                         if body.get("code") == 410:
-                            raise Gone()
+                            raise Gone(410, body.get("message") or "resourceVersion too old")
                         raise KubeError(int(body.get("code") or 0), body.get("message") or "watch error")
                     version = str((body.get("metadata") or {}).get("resourceVersion") or version)
                     if kind == "BOOKMARK":

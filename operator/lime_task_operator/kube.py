@@ -331,15 +331,15 @@ class Kube:
         return value
 
     async def get_raw(self, path: str, query: list[tuple[str, str]], timeout: tuple[float, float]) -> dict[str, Any]:
-        """GET a collection page; an HTTP error comes back as ``{"_status": code, "message": ...}``
-        (the informer treats 410 differently from the rest). Raises Unavailable when there is
-        no answer, or when the answer is not a list (it is never taken for an empty one: a
-        relist would then report every object as deleted)."""
+        """GET a collection page. Raises the KubeError subclass for a refusal (Gone for an
+        expired continue token or resourceVersion), Unavailable when there is no answer or
+        when the answer is not a list (it is never taken for an empty one: a relist would
+        then report every object as deleted)."""
         response = await self._send("GET", path, query, timeout, watch=True)
         data = await self._read(response, f"GET {path}")
         value = _json(data)
         if response.status >= 400:
-            return {"_status": response.status, "message": value.get("message") or data[:300].decode(errors="replace")}
+            raise error_for(response.status, f"GET {path}: {value.get('message') or data[:300].decode(errors='replace')}")
         if not isinstance(value.get("items", []), list) or not isinstance(value.get("metadata"), dict):
             raise Unavailable(0, f"GET {path}: the answer is not a readable list ({len(data)} bytes, "
                                  f"{response.headers.get('Content-Type', 'no content type')})")
