@@ -209,12 +209,6 @@ def serving_cert_name(node_ip: str) -> str:
     return f"kubelet-{node_ip}"
 
 
-def serving_cert_name(node_ip: str) -> str:
-    """The kubelet's serving certificate carries the node IP as a SAN, so its file name
-    does too: a machine with another address gets a new certificate, not a wrong one."""
-    return f"kubelet-{node_ip}"
-
-
 def kubelet_config(cfg: ClusterConfig, paths: NodePaths, node_ip: str) -> dict:
     """KubeletConfiguration (kubelet.config.k8s.io/v1beta1) for this node."""
     pki = cfg.pki_dir

@@ -17,7 +17,6 @@ What is real and what is driven through the API, per test:
 from __future__ import annotations
 
 import datetime
-import json
 import subprocess
 import sys
 import threading
@@ -27,8 +26,6 @@ from contextlib import contextmanager
 
 import pytest
 from kubernetes import client
-
-from lime_task.constants import LABEL_TASK_ID
 
 from ._operator_helpers import Api, condition, running_containers, wait_for
 

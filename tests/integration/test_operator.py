@@ -182,7 +182,6 @@ def test_finished_tasks_are_deleted_after_their_ttl(operator, namespace, api):
 
 
 def test_event_is_published_and_confirmed_before_ttl_deletion(operator, namespace, api, broker):
-    from lime_task.events import consume  # noqa: F401 - the consumer side exists
 
     operator(namespace, BROKER_URL=broker.url, EXCHANGE=f"ex-{namespace}")
     name = api.create(f"{T}.add", 1, 1, ttlSecondsAfterFinished=3)

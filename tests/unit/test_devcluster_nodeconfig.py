@@ -6,7 +6,6 @@ import ipaddress
 import tomllib
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
