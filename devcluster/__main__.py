@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="build what is missing and start everything (no-op when running)")
     p_up.add_argument("--no-broker", action="store_true", help="do not start RabbitMQ")
     p_up.add_argument("--rabbitmq-management", action="store_true",
-                      help="enable the RabbitMQ management plugin (HTTP on 127.0.0.1, AMQP port + 10000)")
+                      help="enable the RabbitMQ management plugin (HTTP on 127.0.0.1, port 24675)")
     sub.add_parser("down", help="stop every component (state is kept)")
     sub.add_parser("status", help="show each component; exit 1 unless all are healthy")
     sub.add_parser("env", help="print shell exports: eval \"$(scripts/cluster env)\"")

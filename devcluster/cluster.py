@@ -15,9 +15,9 @@ import sys
 import time
 from contextlib import contextmanager
 
-from . import components, images, kubeconfig, kubeletnode, pki, procs, rabbitmq
+from . import components, health, images, kubeconfig, kubeletnode, pki, procs, rabbitmq
 from .components import Component
-from .config import REPO_ROOT, ClusterConfig
+from .config import HOST, REPO_ROOT, ClusterConfig
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "helm")
 NODE_BINARIES = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "crictl")
@@ -100,6 +100,12 @@ def ensure_running(cfg: ClusterConfig, c: Component) -> str:
         except procs.StartError:
             log(f"{c.name} (pid {pid}) is not healthy: restarting it")
             procs.stop(pid_file, c.marker)
+    busy = [port for port in c.ports if not health.port_free(HOST, port)]
+    if busy:
+        raise ClusterError(
+            f"{c.name} cannot start: port(s) {busy} on {HOST} are in use by another process (a "
+            "system service such as rabbitmq-server or epmd, or another cluster's?). Stop it, or "
+            "move this cluster's ports with LIME_CLUSTER_PORT_OFFSET.")
     if c.prepare:
         c.prepare()
     pid = procs.start_detached(c.argv, pid_file, log_file, env=c.env, cwd=c.cwd)

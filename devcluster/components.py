@@ -32,6 +32,9 @@ class Component:
     ready_after_start: Callable[[], bool] | None = None
     cwd: Path | None = None
     extra_logs: list[Path] = field(default_factory=list)
+    # The loopback ports it listens on: checked free before a start, so that a port taken
+    # by someone else is named instead of surfacing as a start timeout.
+    ports: list[int] = field(default_factory=list)
 
     def pid_file(self, cfg: ClusterConfig) -> Path:
         return cfg.run_dir / f"{self.name}.pid"
@@ -44,6 +47,7 @@ def etcd(cfg: ClusterConfig) -> Component:
     peer = f"http://{HOST}:{cfg.etcd_peer_port}"
     return Component(
         name="etcd",
+        ports=[cfg.etcd_client_port, cfg.etcd_peer_port, cfg.etcd_metrics_port],
         argv=[
             str(cfg.bin_dir / "etcd"),
             "--name", "lime-local",
@@ -53,7 +57,7 @@ def etcd(cfg: ClusterConfig) -> Component:
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"lime-local={peer}",
-            "--listen-metrics-urls", f"http://{HOST}:{cfg.etcd_client_port + 2}",
+            "--listen-metrics-urls", f"http://{HOST}:{cfg.etcd_metrics_port}",
             # Throwaway test state: skipping fsync keeps 200-pod bursts from waiting on the
             # disk. Never do this with data you want to keep.
             "--unsafe-no-fsync",
@@ -69,6 +73,7 @@ def apiserver(cfg: ClusterConfig) -> Component:
     pki = cfg.pki_dir
     return Component(
         name="kube-apiserver",
+        ports=[cfg.apiserver_port],
         argv=[
             str(cfg.bin_dir / "kube-apiserver"),
             "--etcd-servers", cfg.etcd_url,
@@ -106,6 +111,7 @@ def controller_manager(cfg: ClusterConfig) -> Component:
     kubeconfig = str(cfg.kubeconfig_for("controller-manager"))
     return Component(
         name="kube-controller-manager",
+        ports=[cfg.controller_manager_port],
         argv=[
             str(cfg.bin_dir / "kube-controller-manager"),
             "--kubeconfig", kubeconfig,
@@ -154,6 +160,7 @@ def scheduler(cfg: ClusterConfig) -> Component:
 
     return Component(
         name="kube-scheduler",
+        ports=[cfg.scheduler_port],
         argv=[
             str(cfg.bin_dir / "kube-scheduler"),
             "--config", str(config_path),

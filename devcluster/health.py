@@ -67,5 +67,18 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def port_free(host: str, port: int) -> bool:
+    """True if a server could listen on host:port now: nothing listens there and no
+    connection has it as its local end. SO_REUSEADDR as servers set it, so that a port
+    left in TIME_WAIT by a stopped server counts as free, as it is for them."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

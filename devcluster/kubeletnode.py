@@ -193,6 +193,8 @@ def components(cfg: ClusterConfig) -> list[Component]:
     )
     kubelet = Component(
         name="kubelet",
+        # Its API port is on the node's address, which a loopback bind cannot test.
+        ports=[cfg.kubelet_healthz_port],
         argv=[str(cfg.bin_dir / "kubelet"), "--config", str(paths.kubelet_config),
               "--kubeconfig", str(cfg.kubeconfig_for("node")), "--root-dir", str(paths.kubelet_root),
               "--hostname-override", cfg.node_name, "--node-ip", "NODE_IP", "--v", "1"],

@@ -79,7 +79,7 @@ def config_text(cfg: ClusterConfig) -> str:
     ]
     if cfg.rabbit_management:
         lines.append(f"management.tcp.ip = {HOST}")
-        lines.append(f"management.tcp.port = {cfg.amqp_port + 10000}")
+        lines.append(f"management.tcp.port = {cfg.rabbit_management_port}")
     return "\n".join(lines) + "\n"
 
 
@@ -95,23 +95,11 @@ def amqp_ready(cfg: ClusterConfig) -> bool:
     return True
 
 
-def _check_ports_free(cfg: ClusterConfig, ports: list[int]) -> None:
-    busy = [p for p in ports if health.tcp_open(HOST, p)]
-    if busy:
-        raise RabbitError(
-            f"ports {busy} on {HOST} are in use by another process (a system rabbitmq-server or "
-            "epmd started by systemd?). Stop it or free the ports; our node uses its own ports.")
-
-
 def components(cfg: ClusterConfig) -> list[Component]:
     d = rabbit_dir(cfg)
     env = rabbit_env(cfg)
 
-    def prepare_epmd() -> None:
-        _check_ports_free(cfg, [cfg.epmd_port])
-
     def prepare_rabbit() -> None:
-        _check_ports_free(cfg, [cfg.amqp_port, cfg.rabbit_dist_port])
         for sub in ("mnesia", "log"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         (d / "rabbitmq.conf").write_text(config_text(cfg))
@@ -126,7 +114,7 @@ def components(cfg: ClusterConfig) -> list[Component]:
             ready=lambda: health.tcp_open(HOST, cfg.epmd_port),
             timeout=15,
             env=env,
-            prepare=prepare_epmd,
+            ports=[cfg.epmd_port],
         ),
         Component(
             name="rabbitmq",
@@ -136,6 +124,7 @@ def components(cfg: ClusterConfig) -> list[Component]:
             timeout=90,
             env=env,
             prepare=prepare_rabbit,
+            ports=[cfg.amqp_port, cfg.rabbit_dist_port] + ([cfg.rabbit_management_port] if cfg.rabbit_management else []),
             extra_logs=[d / "log" / "rabbit@localhost.log"],
         ),
     ]

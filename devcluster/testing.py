@@ -12,7 +12,7 @@ that needs the cluster errors, it never skips.
 from __future__ import annotations
 
 import os
-import socket
+import random
 import subprocess
 import sys
 import time
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Mapping
 
 from . import cluster as local
-from .config import REPO_ROOT, ClusterConfig
+from . import health
+from .config import REPO_ROOT, ClusterConfig, ephemeral_port_range
 
 OPERATOR_ENV_PREFIX = "LIME_TASK_OPERATOR_"
 
@@ -179,11 +180,29 @@ def tear_down(environ: dict[str, str] | None = None) -> None:
     local.down(ClusterConfig.from_env(environ))
 
 
+# Ports handed to the processes tests start (operators' health and metrics endpoints) come
+# from just below the kernel's ephemeral range, above the local cluster's own ports (24672
+# and up by LIME_CLUSTER_PORT_OFFSET): a port from the ephemeral range itself (bind to 0)
+# may be taken as the local end of an outgoing connection between the probe and the
+# process's own bind, and the process then fails to listen.
+TEST_PORT_BAND_START = 28000
+_handed_out: set[int] = set()
+
+
 def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing holds right now, below the ephemeral range and
+    not handed out before by this process (two calls before either port is bound never
+    give the same one). Raises ClusterError when the band is full."""
+    first_ephemeral, _ = ephemeral_port_range()
+    band = [p for p in range(TEST_PORT_BAND_START, first_ephemeral) if p not in _handed_out]
+    if not band:  # every port handed out once: start over, the earliest users are long gone
+        _handed_out.clear()
+        band = list(range(TEST_PORT_BAND_START, first_ephemeral))
+    for port in random.sample(band, min(len(band), 200)):
+        if health.port_free("127.0.0.1", port):
+            _handed_out.add(port)
+            return port
+    raise local.ClusterError(f"no free loopback port in {TEST_PORT_BAND_START}-{first_ephemeral - 1}")
 
 
 def create_namespace(core, name: str, labels: Mapping[str, str], timeout: float = 60) -> None:

@@ -4,7 +4,7 @@ It binds a durable queue to every failure event (``core.task.#.failure.v1``) and
 each event, sends a one-line mail. Here "sending" is printing: swap `print_mail` for
 your SMTP or chat client. Run it with::
 
-    LIME_TASK_BROKER_URL=amqp://guest:guest@127.0.0.1:35672/%2F python failure_mailer.py --to ops@example.com
+    LIME_TASK_BROKER_URL=amqp://guest:guest@127.0.0.1:24672/%2F python failure_mailer.py --to ops@example.com
 
 Why a named queue with ``dead_letter=True``: the queue keeps failures that happen while
 the mailer is down (it gets them when it comes back), and a mail that cannot be sent

@@ -9,7 +9,6 @@ Figures (events sent vs. arrived) are printed; run with `-s` to see them.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -18,7 +17,8 @@ import pytest
 
 from devcluster import cluster as local
 from devcluster import procs, rabbitmq
-from devcluster.config import HOST, ClusterConfig
+from devcluster.config import ClusterConfig
+from devcluster.testing import free_loopback_port
 from lime_task.events import EventConsumer, TaskEvent, event_message_id, pattern_for, routing_key
 from lime_task_operator.publisher import EventPublisher, PublishError
 
@@ -32,29 +32,16 @@ T = "sample_tasks.tasks"
 # -- a broker these tests may stop ---------------------------------------------------------
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 class PrivateBroker:
     """A RabbitMQ node of our own, started and stopped with the devcluster's code."""
 
     def __init__(self, state_dir) -> None:
-        base = ClusterConfig.from_env()
-        for offset in range(1100, 20000, 1100):
-            cfg = replace(base.with_port_offset(offset), state_dir=state_dir, rabbit_management=False)
-            if all(_free(p) for p in (cfg.amqp_port, cfg.rabbit_dist_port, cfg.epmd_port)):
-                break
-        else:
-            raise RuntimeError("no free loopback ports for a private RabbitMQ")
-        self.cfg = cfg
-        self.url = cfg.broker_url
-        self.epmd, self.rabbit = rabbitmq.components(cfg)
+        # Ports from the tests' band (below the ephemeral range, never handed out twice):
+        # the node is restarted on the same ports, which nobody may take in between.
+        ports = {name: free_loopback_port() for name in ("amqp_port", "rabbit_dist_port", "epmd_port")}
+        self.cfg = replace(ClusterConfig.from_env(), state_dir=state_dir, rabbit_management=False, **ports)
+        self.url = self.cfg.broker_url
+        self.epmd, self.rabbit = rabbitmq.components(self.cfg)
 
     def start(self) -> None:
         rabbitmq.ensure_installed()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
-from devcluster import testing
+from devcluster import cluster, config, testing
 from devcluster.cluster import ClusterError
+from devcluster.components import Component
 from devcluster.config import ClusterConfig
 
 
@@ -56,3 +58,32 @@ def test_operator_env_defaults_to_the_tasks_image_and_drops_leaked_settings(tmp_
     assert "LIME_TASK_OPERATOR_EXTRA_ENV" not in env and "LIME_TASK_OPERATOR_X" not in env
     # A test's own setting wins over the default.
     assert testing.operator_env({}, {"tasks": "a:1"}, DEFAULT_IMAGE="b:2")["LIME_TASK_OPERATOR_DEFAULT_IMAGE"] == "b:2"
+
+
+def test_free_loopback_ports_are_below_the_ephemeral_range_distinct_and_bindable():
+    first_ephemeral, _ = config.ephemeral_port_range()
+    ports = [testing.free_loopback_port() for _ in range(50)]
+    assert len(set(ports)) == 50  # none handed out twice, though none was bound in between
+    assert all(testing.TEST_PORT_BAND_START <= p < first_ephemeral for p in ports)
+    cluster_ports = set(ClusterConfig.from_env({}).ports().values())
+    assert not cluster_ports & set(ports)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", ports[0]))
+
+
+def test_a_component_whose_port_is_held_is_refused_by_name_before_it_starts(tmp_path):
+    """A port held as the local end of a connection (no listener there, so a connect
+    probe finds nothing) still refuses a server: the start is refused naming the port."""
+    held = testing.free_loopback_port()
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client.bind(("127.0.0.1", held))
+        client.connect(server.getsockname())
+        cfg = ClusterConfig(tmp_path / "state", tmp_path / "cache")
+        marker = tmp_path / "never-started"
+        component = Component(name="sleeper", argv=["sh", "-c", f"touch {marker}"], marker="sleeper",
+                              ready=lambda: True, ports=[held])
+        with pytest.raises(ClusterError, match=rf"sleeper cannot start: port\(s\) \[{held}\] on 127.0.0.1 are in use"):
+            cluster.ensure_running(cfg, component)
+        assert not marker.exists()
