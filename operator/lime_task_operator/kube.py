@@ -11,7 +11,8 @@ median): 16.2 / 16.4 ms with threads, 12.2 / 12.8 ms on the loop; docs/architect
 
 Credentials and the API server's address come from a kubernetes.client Configuration
 (kubeconfig or in-cluster; its token is read afresh through the configuration's refresh
-hook, so an in-cluster token that rotates keeps working). The library is used for that
+hook, so an in-cluster token that rotates keeps working, and a kubeconfig's exec
+credential plugin runs in a worker thread, not on the loop). The library is used for that
 only: the requests are plain dicts in and out, in the camelCase the API server sends,
 and the status patch is a JSON patch with a resourceVersion precondition.
 """
@@ -170,6 +171,9 @@ class Kube:
         # unreferenced one could be collected before it ran) and its slots.
         self._background: set[asyncio.Task] = set()
         self._background_slots: Optional[asyncio.Semaphore] = None
+        # One credential refresh at a time (the kubernetes client's hooks are not
+        # thread-safe); see _authorization.
+        self._refreshing = asyncio.Lock()
 
     # ------------------------------------------------------------ transport
 
@@ -199,13 +203,25 @@ class Kube:
                 connector=aiohttp.TCPConnector(ssl=context, limit=0), headers=headers)
         return self._watches if watch else self._requests
 
-    def _options(self, timeout: tuple[float, float]) -> dict[str, Any]:
+    async def _authorization(self) -> Optional[str]:
+        """The Authorization header's value ("Bearer …"), or None without a token, read
+        afresh on every call through the configuration's refresh hook: the in-cluster
+        configuration's hook rereads a rotated token file (at most once a minute: inline,
+        a file read). A kubeconfig's hook runs an exec credential plugin when its token
+        has expired (``aws eks get-token``, ``gke-gcloud-auth-plugin``: a second or more),
+        so any other hook runs in a worker thread, one at a time, and the loop keeps
+        serving watches and requests meanwhile."""
+        config = self.api.configuration
+        hook = config.refresh_api_key_hook
+        if hook is None or getattr(hook, "__qualname__", "").startswith("InClusterConfigLoader."):
+            return _bearer_token(config)
+        async with self._refreshing:
+            return await asyncio.to_thread(_bearer_token, config)
+
+    def _options(self, timeout: tuple[float, float], token: Optional[str]) -> dict[str, Any]:
         config = self.api.configuration
         options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(sock_connect=timeout[0], sock_read=timeout[1])}
-        # The bearer token, read afresh (the in-cluster configuration's refresh hook
-        # rereads a rotated token file); kubeconfig client certificates are in the
-        # SSL context instead.
-        token = (config.auth_settings().get("BearerToken") or {}).get("value")
+        # Kubeconfig client certificates are in the SSL context instead of a token.
         if token:
             options["headers"] = {"Authorization": token}
         # HTTPS_PROXY / NO_PROXY as the kubernetes client reads them (its own rule for
@@ -225,7 +241,7 @@ class Kube:
         """The response, headers read, its body not yet (the caller reads and releases it)."""
         if self._closed:
             raise Unavailable(0, f"{method} {path}: the client is closed (the operator is stopping)")
-        options = self._options(timeout)
+        options = self._options(timeout, await self._authorization())
         if content_type:
             options.setdefault("headers", {})["Content-Type"] = content_type
         try:
@@ -487,6 +503,11 @@ class Kube:
             await self._request("POST", f"/api/v1/namespaces/{_q(namespace)}/events", body=event)
         except Exception as error:  # noqa: BLE001 - see docstring
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, metadata.get("name"), error)
+
+
+def _bearer_token(config: kubernetes.client.Configuration) -> Optional[str]:
+    """The configuration's token with its prefix, through its refresh hook if it has one."""
+    return (config.auth_settings().get("BearerToken") or {}).get("value")
 
 
 def make_api_client() -> kubernetes.client.ApiClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 
 import kubernetes
@@ -130,6 +131,61 @@ def test_a_rotated_token_is_used_from_the_next_request_on():
         return [request.headers.get("Authorization") for request in seen]
 
     assert with_server(test) == ["Bearer first", "Bearer second"]
+
+
+def test_a_slow_credential_plugin_runs_off_the_loop_one_at_a_time():
+    """A kubeconfig's exec plugin (aws eks get-token: a second or more) runs in the hook
+    when the token expires; the loop keeps running meanwhile, and two requests never run
+    the (thread-unsafe) hook at once."""
+    async def test(kube, seen):
+        running, overlaps, threads = [0], [0], set()
+
+        def plugin(config):
+            threads.add(threading.get_ident())
+            running[0] += 1
+            overlaps[0] = max(overlaps[0], running[0])
+            time.sleep(0.3)
+            config.api_key.update(authorization="fresh")
+            running[0] -= 1
+
+        kube.api.configuration.refresh_api_key_hook = plugin
+        longest_gap, stop = [0.0], asyncio.Event()
+
+        async def ticker():
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                longest_gap[0], last = max(longest_gap[0], now - last), now
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.gather(kube._request("GET", "/fine"), kube._request("GET", "/fine"))
+        stop.set()
+        await ticking
+        return longest_gap[0], overlaps[0], threads, [r.headers.get("Authorization") for r in seen]
+
+    longest_gap, overlaps, threads, sent = with_server(test)
+    assert longest_gap < 0.15, f"the loop stood still for {longest_gap:.2f} s while the plugin ran"
+    assert overlaps == 1
+    assert threading.get_ident() not in threads
+    assert sent == ["Bearer fresh", "Bearer fresh"]
+
+
+def test_the_in_cluster_token_reread_stays_on_the_loop(tmp_path, monkeypatch):
+    """The in-cluster hook only rereads a file (at most once a minute): no thread hop on
+    every request of an operator in a pod."""
+    token_file, ca_file = tmp_path / "token", tmp_path / "ca.crt"
+    token_file.write_text("pod-token")
+    ca_file.write_text("not read here")
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    configuration = kubernetes.client.Configuration()
+    InClusterConfigLoader(token_filename=str(token_file), cert_filename=str(ca_file),
+                          environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"},
+                          ).load_and_set(configuration)
+    kube = Kube(kubernetes.client.ApiClient(configuration))
+    monkeypatch.setattr(asyncio, "to_thread", lambda *a, **k: pytest.fail("a thread hop for a file read"))
+    assert asyncio.run(kube._authorization()) == "bearer pod-token"  # the in-cluster loader's own prefix
 
 
 def test_no_answer_is_unavailable_in_bounded_time(monkeypatch):
