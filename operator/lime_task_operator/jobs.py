@@ -13,6 +13,9 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
+# The task-id label (a cut of long names, so not unique) and the full-name annotation
+# that decides which task a Job or pod is for: shared with `lime-task logs`.
+from lime_task.children import ANNOTATION_TASK_NAME, task_label  # noqa: F401 - task_label re-exported
 from lime_task.constants import (
     API_VERSION,
     ENV_NAMESPACE,
@@ -44,23 +47,6 @@ class InvalidTask(ValueError):
 
     It ends as FAILURE with reason InvalidTask; retrying cannot help, so it never is.
     """
-
-
-# A label value holds at most 63 characters (Kubernetes label syntax); a LimeTask's name
-# up to 253. The full name travels in an annotation (views.ANNOTATION_TASK_NAME).
-LABEL_VALUE_MAX = 63
-ANNOTATION_TASK_NAME = "limetask.dev/task-name"
-
-
-def task_label(task_name: str) -> str:
-    """The value of the task-id label on the task's Job and pods: the name itself when it
-    fits a label value (at most 63 characters), else a cut of it plus a hash suffix,
-    so that a valid 80-character object name never makes an invalid label."""
-    if len(task_name) <= LABEL_VALUE_MAX:
-        return task_name
-    digest = hashlib.sha256(task_name.encode()).hexdigest()[:10]
-    stem = task_name[: LABEL_VALUE_MAX - len(digest) - 1].rstrip("-.")
-    return f"{stem}-{digest}"
 
 
 def job_name(task_name: str) -> str:

@@ -34,10 +34,10 @@ import kubernetes
 from kubernetes.client.rest import should_bypass_proxies
 
 from lime_task import timestamps
+from lime_task.children import belongs_to, task_label
 from lime_task.constants import API_VERSION, GROUP, KIND, LABEL_TASK_ID, PLURAL, VERSION
 
 from . import metrics
-from .jobs import task_label
 
 log = logging.getLogger(__name__)
 
@@ -397,13 +397,14 @@ class Kube:
         return existing, False
 
     async def list_task_pods(self, namespace: str, task_name: str) -> list[dict[str, Any]]:
-        """The task's pods, fresh (selected by the task-id label, jobs.task_label)."""
+        """The task's pods, fresh: selected by the task-id label, which another task's
+        long name may share (lime_task.children), so only those that belong to this task."""
         result = await self._request(
             "GET",
             f"/api/v1/namespaces/{_q(namespace)}/pods",
             query=[("labelSelector", f"{LABEL_TASK_ID}={task_label(task_name)}")],
         )
-        return list(result.get("items") or [])
+        return [pod for pod in result.get("items") or [] if belongs_to(pod.get("metadata") or {}, task_name)]
 
     # ------------------------------------------------------------ LimeTasks
 

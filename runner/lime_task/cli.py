@@ -318,7 +318,6 @@ def cmd_cancel(options: argparse.Namespace, io: Io) -> int:
 
 def cmd_logs(options: argparse.Namespace, io: Io) -> int:
     from . import kube
-    from .constants import LABEL_TASK_ID
 
     if _client_mode():
         from . import cli_http
@@ -326,7 +325,7 @@ def cmd_logs(options: argparse.Namespace, io: Io) -> int:
         raise cli_http.logs_unavailable(options)
     obj = _read(options)
     view = cli_output.view_of(obj)
-    pods = kube.read_pod_logs(kube.connect(), view.namespace, f"{LABEL_TASK_ID}={view.id}", container="task")
+    pods = kube.read_task_pod_logs(kube.connect(), view.namespace, view.id, container="task")
     kept = kept_log(obj)
     if not pods and kept is not None:
         return _print_kept_log(view, kept, "its pods are gone", options, io)

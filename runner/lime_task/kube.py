@@ -19,7 +19,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from . import values
-from .constants import GROUP, PLURAL, SCHEDULE_PLURAL, VERSION
+from .children import belongs_to, task_label
+from .constants import GROUP, LABEL_TASK_ID, PLURAL, SCHEDULE_PLURAL, VERSION
 from .errors import InvalidTaskError
 
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -169,12 +170,16 @@ class PodLog:
     error: Optional[str] = None
 
 
-def read_pod_logs(connection: Connection, namespace: str, label_selector: str, container: str) -> list[PodLog]:
-    """The logs of `container` in the pods matching `label_selector`, oldest pod first
-    (creation time, then name); [] when there is no such pod. A log the API server will
-    not give (pod not started, node gone) is a PodLog with `error` set, not an exception."""
+def read_task_pod_logs(connection: Connection, namespace: str, task_name: str, container: str) -> list[PodLog]:
+    """The logs of `container` in the pods of the task `task_name`, oldest pod first
+    (creation time, then name); [] when there is no such pod. Pods are selected by the
+    task-id label and kept only if they belong to the task (lime_task.children: another
+    task's long name may share the label). A log the API server will not give (pod not
+    started, node gone) is a PodLog with `error` set, not an exception."""
     core = client.CoreV1Api(connection.api_client)
-    pods = core.list_namespaced_pod(namespace, label_selector=label_selector).items
+    selector = f"{LABEL_TASK_ID}={task_label(task_name)}"
+    pods = [pod for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
+            if belongs_to({"annotations": pod.metadata.annotations, "labels": pod.metadata.labels}, task_name)]
     pods.sort(key=lambda pod: (pod.metadata.creation_timestamp, pod.metadata.name))
     logs = []
     for pod in pods:

@@ -14,7 +14,7 @@ import pytest
 import urllib3.exceptions
 from kubernetes.client.rest import ApiException
 
-from lime_task import cli, kube
+from lime_task import children, cli, kube
 from lime_task.cli_args import ExitCode
 
 
@@ -55,9 +55,11 @@ def test_delete_task_of_a_gone_task_is_false_and_of_a_replaced_one_an_error():
         kube.delete_task(connection_with(FakeCustom(api_exception(403, "forbidden"))), "ns", "t", "u")
 
 
-def pod(name: str, minute: int):
+def pod(name: str, minute: int, task: str = "t", label: str | None = None):
     created = datetime(2025, 1, 1, 0, minute, tzinfo=timezone.utc)
-    return SimpleNamespace(metadata=SimpleNamespace(name=name, creation_timestamp=created))
+    return SimpleNamespace(metadata=SimpleNamespace(
+        name=name, creation_timestamp=created, annotations={"limetask.dev/task-name": task},
+        labels={"limetask.dev/task-id": label or task}))
 
 
 def test_pod_logs_come_oldest_first_and_an_unreadable_log_carries_the_api_servers_message(monkeypatch):
@@ -77,13 +79,41 @@ def test_pod_logs_come_oldest_first_and_an_unreadable_log_carries_the_api_server
             return f"log of {name} ({container})\n"
 
     monkeypatch.setattr(kube.client, "CoreV1Api", FakeCore)
-    logs = kube.read_pod_logs(connection_with(FakeCustom()), "ns", "limetask.dev/task-id=t", container="task")
+    logs = kube.read_task_pod_logs(connection_with(FakeCustom()), "ns", "t", container="task")
     assert seen["list"] == ("ns", "limetask.dev/task-id=t")
     assert logs == [
         kube.PodLog("first", "log of first (task)\n"),
         kube.PodLog("second", "log of second (task)\n"),
         kube.PodLog("gone", None, 'container "task" in pod "gone" is waiting to start'),
     ]
+
+
+def test_pod_logs_of_a_long_named_task_select_by_its_label_and_skip_another_tasks_pods(monkeypatch):
+    """A long name's label is a cut plus a hash, itself a valid task name: the pods of the
+    task with that name answer the same selector and must not be shown (nor the other way)."""
+    long_name = "m" * 70
+    short_name = children.task_label(long_name)
+    seen: dict = {}
+    pods = [pod("long-1", 1, task=long_name, label=short_name), pod("short-1", 2, task=short_name)]
+
+    class FakeCore:
+        def __init__(self, api_client):
+            pass
+
+        def list_namespaced_pod(self, namespace, label_selector):
+            seen.setdefault("selectors", []).append(label_selector)
+            return SimpleNamespace(items=list(pods))
+
+        def read_namespaced_pod_log(self, name, namespace, container):
+            return f"log of {name}\n"
+
+    monkeypatch.setattr(kube.client, "CoreV1Api", FakeCore)
+    connection = connection_with(FakeCustom())
+    assert [log.pod for log in kube.read_task_pod_logs(connection, "ns", long_name, "task")] == ["long-1"]
+    assert [log.pod for log in kube.read_task_pod_logs(connection, "ns", short_name, "task")] == ["short-1"]
+    # A valid selector (at most 63 characters) for the long name, not the name itself.
+    assert seen["selectors"] == [f"limetask.dev/task-id={short_name}"] * 2
+    assert len(short_name) == 63
 
 
 @pytest.mark.parametrize(

@@ -403,3 +403,39 @@ def test_background_events_are_bounded_in_flight_and_in_number(monkeypatch):
     asyncio.run(main())
     assert most[0] == kube_module.BACKGROUND_IN_FLIGHT
     assert sorted(finished) == list(range(20))  # the 10 beyond the queue's bound were dropped
+
+
+def test_a_fresh_pod_list_keeps_only_the_pods_of_the_task_asked_for():
+    """A long name's task-id label is a cut of it plus a hash, which another task may
+    have as its name: the selector finds both tasks' pods, the annotation decides. Before
+    this, a task so named was judged on the other's pod and took its result."""
+    from lime_task.children import ANNOTATION_TASK_NAME, task_label
+
+    long_name = "m" * 70
+    short_name = task_label(long_name)
+
+    def pod(name, task):
+        return {"metadata": {"name": name, "labels": {"limetask.dev/task-id": short_name},
+                             "annotations": {ANNOTATION_TASK_NAME: task}}}
+
+    async def main():
+        routes = web.RouteTableDef()
+        selectors = []
+
+        @routes.get("/api/v1/namespaces/ns/pods")
+        async def pods(request):
+            selectors.append(request.query["labelSelector"])
+            return web.json_response({"items": [pod("long-pod", long_name), pod("short-pod", short_name)]})
+
+        runner, port = await serve(routes)
+        kube = client_for(port)
+        try:
+            return ([p["metadata"]["name"] for p in await kube.list_task_pods("ns", long_name)],
+                    [p["metadata"]["name"] for p in await kube.list_task_pods("ns", short_name)], selectors)
+        finally:
+            await kube.close()
+            await runner.cleanup()
+
+    of_long, of_short, selectors = asyncio.run(main())
+    assert (of_long, of_short) == (["long-pod"], ["short-pod"])
+    assert selectors == [f"limetask.dev/task-id={short_name}"] * 2
