@@ -254,9 +254,44 @@ def build_job(task_obj: Mapping[str, Any], settings: Settings) -> dict[str, Any]
 
 def owner_uid(job: Mapping[str, Any]) -> str | None:
     """The uid of the LimeTask that controls this Job, if any."""
+    owner = _owner(job)
+    return owner.get("uid") if owner else None
+
+
+def _owner(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for ref in (job.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == KIND and ref.get("controller"):
-            return ref.get("uid")
+            return ref
+    return None
+
+
+def owner_name(job: Mapping[str, Any]) -> str | None:
+    """The name of the LimeTask that controls this Job, if any."""
+    owner = _owner(job)
+    return owner.get("name") if owner else None
+
+
+def foreign_job(job: Mapping[str, Any], owner_exists: bool) -> str | None:
+    """Why a Job found at a task's Job name, but controlled by no LimeTask of that uid,
+    can never become the task's (a message naming it), or None while it may still go away.
+
+    ``owner_exists``: the LimeTask that controls the Job still exists (same uid). Such a
+    Job stays: two names map to one Job name (job_name cuts and hashes some names). One
+    without a LimeTask controller stays too: orphaned (``kubectl delete
+    --cascade=orphan``) or made by someone else. One being deleted, or whose task is gone,
+    is removed by the garbage collector, so it is worth waiting for.
+    """
+    metadata = job.get("metadata") or {}
+    name = metadata.get("name")
+    if metadata.get("deletionTimestamp"):
+        return None
+    owner = _owner(job)
+    if owner is None:
+        return (f"Job {name} exists and no LimeTask controls it (orphaned by `kubectl delete "
+                "--cascade=orphan`, or made by someone else); delete it, then send the task again")
+    if owner_exists:
+        return (f"Job {name} belongs to LimeTask {owner.get('name')}, whose name maps to the same "
+                "Job name; send this task under another name")
     return None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional
@@ -46,8 +47,11 @@ EVENT_WORKERS = 2
 RESYNC_SECONDS = 30.0
 # AMQP 0-9-1 carries a routing key as a "shortstr": at most 255 bytes.
 AMQP_SHORTSTR_BYTES = 255
-# A Job of an earlier task with the same name is still being garbage-collected.
+# A Job of an earlier task with the same name is still being garbage-collected: looked
+# at again this often, and for this long at most before the task fails JobNameTaken (the
+# garbage collector removes the dependents of a deleted owner within seconds).
 STALE_JOB_RETRY_SECONDS = 2.0
+STALE_JOB_MAX_WAIT_SECONDS = 120.0
 
 
 def utcnow() -> datetime:
@@ -63,6 +67,7 @@ class Reconciler:
         publisher: Any = None,
         publish_error: type[Exception] = Exception,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.kube = kube
@@ -70,6 +75,10 @@ class Reconciler:
         self.publisher = publisher
         self._publish_error = publish_error
         self._clock = clock
+        self._monotonic = monotonic
+        # Tasks whose Job name a Job of another (earlier) task holds: since when (the
+        # monotonic clock), to bound the wait for its removal.
+        self._foreign_since: dict[Key, float] = {}
         # Broker calls block for up to a connect timeout during an outage: they get
         # their own thread, so they never hold up API calls or the event loop.
         self._broker = ThreadPoolExecutor(1, thread_name_prefix="lt-broker")
@@ -157,6 +166,7 @@ class Reconciler:
 
     def _forget(self, key: Key) -> None:
         self._launched.discard(key)
+        self._foreign_since.pop(key, None)
         self._order.pop(key, None)
         self.main.forget(key)
         self.events.forget(key)
@@ -240,10 +250,9 @@ class Reconciler:
             await self._start(key, task, now)
             return
         if jobs.owner_uid(job) != uid:
-            log.info("Job %s/%s belongs to an earlier task %s; waiting for its removal",
-                     namespace, job["metadata"]["name"], name)
-            self.main.nudge_later(key, STALE_JOB_RETRY_SECONDS)
+            await self._foreign_job(key, task, job, now)
             return
+        self._foreign_since.pop(key, None)
 
         pods = self._task_pods(key)
         if transitions.job_finished(job):
@@ -351,8 +360,9 @@ class Reconciler:
             raise
         if jobs.owner_uid(job) != task["metadata"]["uid"]:
             self._launched.discard(key)
-            self.main.nudge_later(key, STALE_JOB_RETRY_SECONDS)
+            await self._foreign_job(key, task, job, now)
             return
+        self._foreign_since.pop(key, None)
         # The normal path logs one INFO line per task, at its end (_apply): a line per step
         # cost as much CPU as a reconcile pass in a burst (issue #16).
         log.log(logging.DEBUG if created else logging.INFO, "%s Job %s/%s for task %s",
@@ -362,6 +372,28 @@ class Reconciler:
         if created and born:
             metrics.QUEUE_WAIT.observe(max(0.0, (now - born).total_seconds()))
         await self._apply(key, task, transitions.pending(task, job["metadata"]["name"], now))
+
+    async def _foreign_job(self, key: Key, task: dict[str, Any], job: Mapping[str, Any], now: datetime) -> None:
+        """The Job at this task's Job name is not this task's. Wait while the garbage
+        collector may still remove it (at most STALE_JOB_MAX_WAIT_SECONDS from when this
+        operator first saw it); end the task FAILURE/JobNameTaken when it will stay."""
+        namespace, name = key
+        owner = jobs.owner_name(job)
+        holder = self._task((namespace, owner)) if owner else None
+        owner_exists = holder is not None and holder["metadata"].get("uid") == jobs.owner_uid(job)
+        why = jobs.foreign_job(job, owner_exists)
+        if why is None:
+            first = self._foreign_since.setdefault(key, self._monotonic())
+            waited = self._monotonic() - first
+            if waited < STALE_JOB_MAX_WAIT_SECONDS:
+                log.info("Job %s/%s belongs to an earlier task %s; waiting for its removal",
+                         namespace, job["metadata"]["name"], name)
+                self.main.nudge_later(key, STALE_JOB_RETRY_SECONDS)
+                return
+            why = (f"Job {job['metadata']['name']} of an earlier task {owner or name} was not removed "
+                   f"within {STALE_JOB_MAX_WAIT_SECONDS:.0f} s; delete it, then send the task again")
+        self._foreign_since.pop(key, None)
+        await self._apply(key, task, transitions.job_name_taken(task, why, now))
 
     async def _apply(self, key: Key, task: dict[str, Any], transition: Optional[transitions.Transition]) -> bool:
         if transition is None:

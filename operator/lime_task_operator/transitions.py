@@ -713,6 +713,7 @@ def may_delete(task: Mapping[str, Any], default_ttl_seconds: int, events_enabled
 
 QUOTA_EXCEEDED = "QuotaExceeded"
 JOB_REJECTED = "JobRejected"
+JOB_NAME_TAKEN = "JobNameTaken"
 STATUS_REJECTED = "StatusRejected"
 
 # The CRD's maxLength of each string the operator writes (crds/limetask.yaml); the API
@@ -767,6 +768,12 @@ def job_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Option
     """FAILURE/JobRejected: the API server refused the Job derived from this task (400, 422,
     a 403 that is not a quota): the same request can never succeed, so it is not retried."""
     return _operator_failure(task, JOB_REJECTED, f"the API server refused the task's Job: {message}", now, attempts=0)
+
+
+def job_name_taken(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:
+    """FAILURE/JobNameTaken: a Job that is not this task's holds the task's Job name and
+    will not go away by itself (jobs.foreign_job); nothing ran, so it is not retried."""
+    return _operator_failure(task, JOB_NAME_TAKEN, f"the task's Job name is taken: {message}", now, attempts=0)
 
 
 def status_rejected(task: Mapping[str, Any], message: str, now: datetime) -> Optional[Transition]:

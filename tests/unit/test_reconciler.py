@@ -218,6 +218,20 @@ ROWS = [
         writes=[("patch", {"state": "FAILURE", "reason": "Cancelled"})]),
     Row("Job of an earlier task with the same name: wait, write nothing", task(),
         job=job(owner_uid="old-uid"), writes=[]),
+    Row("orphaned Job at the task's Job name (kubectl delete --cascade=orphan): FAILURE/JobNameTaken at once",
+        task(), job={**job(), "metadata": {**job()["metadata"], "ownerReferences": []}},
+        writes=[("patch", {"state": "FAILURE", "reason": "JobNameTaken"})]),
+    Row("orphaned Job being deleted: wait for it, write nothing", task(),
+        job={**job(), "metadata": {**job()["metadata"], "ownerReferences": [], "deletionTimestamp": RECENT}},
+        writes=[]),
+    Row("Job of another live task whose name maps to the same Job name: FAILURE/JobNameTaken at once",
+        task(), answers={"create_job": {"metadata": {"name": "lt-t1", "namespace": "ns", "uid": "j2",
+                                                     "ownerReferences": [{"kind": "LimeTask", "name": "t-1",
+                                                                          "uid": "u-other", "controller": True}]}}},
+        others=[(("ns", "t-1"), {**views.task_view(task(state="STARTED", job_name="lt-t1")),
+                                 "metadata": {"name": "t-1", "namespace": "ns", "uid": "u-other",
+                                              "resourceVersion": "1", "creationTimestamp": "x"}})],
+        writes=[("create_job", None), ("patch", {"state": "FAILURE", "reason": "JobNameTaken"})]),
     Row("pod running: STARTED/Running", task(state="PENDING", job_name="lt-t1"), job=job(active=1),
         pods=[pod()], writes=[("patch", {"state": "STARTED", "reason": "Running"})]),
     Row("Job complete: SUCCESS with the result from the fresh pod",
@@ -351,3 +365,32 @@ def test_our_own_write_of_an_unfinished_state_starts_no_pass_and_a_finished_one_
             await reconciler.stop()
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_job_of_an_earlier_task_that_stays_fails_the_task_after_the_bounded_wait(monkeypatch):
+    """Waiting for the garbage collector is bounded: a Job whose deleted owner it never
+    removes ends the task FAILURE/JobNameTaken, not PENDING for ever."""
+    from lime_task_operator import reconciler as reconciler_module
+
+    kube, cache, config = FakeKube({}), Cache(), Settings(default_image="runner:1")
+    cache.put_task(KEY, views.task_view(task(), config.events_enabled))
+    cache.put_child(JOBS, ("ns", "lt-t1"), KEY, views.job_view(job(owner_uid="old-uid")))
+    clock = [1000.0]
+
+    async def passes():
+        reconciler = Reconciler(config, kube, cache, None, PublishError, clock=lambda: NOW,
+                                monotonic=lambda: clock[0])
+        try:
+            await reconciler.reconcile(KEY)
+            clock[0] += reconciler_module.STALE_JOB_MAX_WAIT_SECONDS - 1
+            await reconciler.reconcile(KEY)
+            assert kube.writes == []  # still within the bound: waiting
+            clock[0] += 2
+            await reconciler.reconcile(KEY)
+        finally:
+            await reconciler.stop()
+
+    asyncio.run(passes())
+    assert [(kind, value.get("state"), value.get("reason")) for kind, value in kube.writes] == [
+        ("patch", "FAILURE", "JobNameTaken")]
+    assert "was not removed within 120 s" in kube.writes[0][1]["error"]["message"]
