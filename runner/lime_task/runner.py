@@ -13,6 +13,14 @@ task - any BaseException, SystemExit and KeyboardInterrupt included, or an error
 encoding the report - ends with a report in the termination message: an import that
 fails, however it fails, is CouldNotLoad (exit 3, never retried); anything raised by the
 task or the factory's call is exit 1.
+
+SIGTERM - Kubernetes stopping the pod: the task's deadline, a cancelled task, an
+eviction, a node drain - interrupts the task (``Terminated`` is raised where it runs, so
+its ``finally`` blocks and context managers run) and the runner exits 143 (128 +
+SIGTERM) at once, without a report: the operator tells from the Job and the pod why it
+was stopped. Without a handler the runner, PID 1 in its container, would ignore SIGTERM
+(the kernel's rule for a PID namespace's init) and run on until SIGKILL at the end of
+the grace period (30 s by default).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -48,6 +57,21 @@ log = logging.getLogger("lime_task.runner")
 
 class CouldNotLoad(Exception):
     """The task cannot be started as specified; the error type reported for exit code 3."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: Kubernetes is stopping the pod. A BaseException, like
+    KeyboardInterrupt, so that ``except Exception`` in a task does not swallow it."""
+
+
+# What a shell reports for a process ended by SIGTERM; kubelet shows it as the exit code.
+TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # One is enough: a second SIGTERM during the task's cleanup must not cut it short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated("the pod is being stopped (SIGTERM)")
 
 
 class _Failure(Exception):
@@ -145,7 +169,7 @@ def _run(environ: Mapping[str, str]) -> str:
         try:
             function = load_task(spec.task)
             factory = factory_from_env(environ)
-        except (TaskLoadError, FactoryLoadError):
+        except (TaskLoadError, FactoryLoadError, Terminated):
             raise
         except BaseException as error:
             # tasks.load_task turns Exceptions into TaskLoadError; a module that calls
@@ -160,6 +184,8 @@ def _run(environ: Mapping[str, str]) -> str:
     log.info("running %s for app %s (task %s)", spec.task, spec.app, spec.id)
     try:
         app = factory(spec.app)
+    except Terminated:
+        raise
     except BaseException as error:
         log.error("the application factory raised for app %s: %s: %s", spec.app, type(error).__name__,
                   describe(error))
@@ -173,6 +199,10 @@ def _run(environ: Mapping[str, str]) -> str:
     started = time.monotonic()
     try:
         result = _call(function, app, spec.args, spec.kwargs)
+    except Terminated:
+        log.warning("task %s stopped after %.3fs: the pod is being stopped (SIGTERM)", spec.task,
+                    time.monotonic() - started)
+        raise
     except BaseException as error:  # SystemExit, KeyboardInterrupt, CancelledError too
         log.error(
             "task %s raised %s after %.3fs: %s", spec.task, type(error).__name__, time.monotonic() - started,
@@ -199,11 +229,15 @@ def _write(path: Path, message: str) -> None:
         print(f"lime_task.runner: cannot write the termination message to {path}: {error}", file=sys.stderr)
 
 
-def run(environ: Mapping[str, str], termination_path: Path) -> ExitCode:
-    """Run the task described by `environ`, write the termination message, return the code."""
+def run(environ: Mapping[str, str], termination_path: Path) -> int:
+    """Run the task described by `environ`, write the termination message, return the
+    exit code (an ExitCode; TERMINATED_EXIT_CODE, with no message, after SIGTERM)."""
     try:
         message = _run(environ)
         code = ExitCode.SUCCESS
+    except Terminated:
+        log.info("exit code %d (SIGTERM)", TERMINATED_EXIT_CODE)
+        return TERMINATED_EXIT_CODE
     except _Failure as failure:
         message, code = failure.message, failure.code
     except BaseException as error:  # noqa: BLE001 - a report even when the runner itself fails
@@ -242,7 +276,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = parser.parse_args(argv)
     _configure_logging()
     path = options.termination_path or os.environ.get(ENV_TERMINATION_PATH) or TERMINATION_MESSAGE_PATH
-    return int(run(os.environ, Path(path)))
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = int(run(os.environ, Path(path)))
+    except Terminated:  # between the task's end and the report: the report is not needed
+        code = TERMINATED_EXIT_CODE
+    if code == TERMINATED_EXIT_CODE:
+        # At once, even if the task left non-daemon threads running: the pod is stopping.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ main() runs in-process with a temporary termination file; one test runs
 """
 
 import json
+import signal
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -446,3 +448,67 @@ def test_python_m_runner_reports_a_module_that_exits_on_import(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     assert json.loads(path.read_text())["error"]["type"] == "CouldNotLoad"
+
+
+STOPPABLE = '''
+import threading, time
+from lime_task import task
+
+@task
+def cleans_up(app, marker):
+    try:
+        time.sleep(120)
+    finally:
+        open(marker, "w").write("cleaned up")
+
+@task
+def swallows_exceptions(app):
+    while True:
+        try:
+            time.sleep(120)
+        except Exception:  # a task's broad handler must not swallow the pod's stop
+            pass
+
+@task
+def leaves_a_thread(app):
+    threading.Thread(target=time.sleep, args=(120,)).start()  # not a daemon
+    time.sleep(120)
+
+@task
+async def awaits(app):
+    import asyncio
+    await asyncio.sleep(120)
+'''
+
+
+@pytest.mark.parametrize("task, args", [
+    ("stoppable.cleans_up", ["MARKER"]), ("stoppable.swallows_exceptions", []),
+    ("stoppable.leaves_a_thread", []), ("stoppable.awaits", []),
+])
+def test_sigterm_stops_the_task_at_once_with_143_and_no_report(tmp_path, task, args):
+    """Kubernetes stops a pod (deadline, cancel, eviction) with SIGTERM, then SIGKILL after
+    the grace period (30 s). The runner is PID 1 in its container, where SIGTERM without
+    a handler is ignored: it must stop the task itself."""
+    (tmp_path / "stoppable.py").write_text(STOPPABLE)
+    marker, termination = tmp_path / "marker", tmp_path / "termination-log"
+    args = [str(marker) if a == "MARKER" else a for a in args]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LIME_TASK_TERMINATION_PATH": str(termination),
+           "LIME_TASK": json.dumps({"id": "t", "task": task, "app": "a", "args": args})}
+    proc = subprocess.Popen([sys.executable, "-m", "lime_task.runner"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # the task is running once the runner says so
+            if "running stoppable." in line:
+                break
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        rest = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert code == 143, rest
+    assert "the pod is being stopped (SIGTERM)" in rest
+    assert not termination.exists()  # no report: the operator tells why from the Job and the pod
+    if task == "stoppable.cleans_up":
+        assert marker.read_text() == "cleaned up"
