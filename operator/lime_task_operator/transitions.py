@@ -275,7 +275,10 @@ def count_attempts(task: Mapping[str, Any], job: Mapping[str, Any], pods: list[M
     The largest of: what the status already says (it never goes down), the pods seen
     that ran, and the Job's own counters (status.failed + status.succeeded +
     uncountedTerminatedPods, which count pods that are gone: evicted, deleted, lost)
-    minus the finished pods seen that never ran, plus the ones running now.
+    minus the finished pods seen that never ran, plus the ones running now and not being
+    deleted: the Job controller counts a pod it deleted (activeDeadlineSeconds) as failed
+    while its container still runs out its grace period, so one pod was counted twice. A
+    pod being deleted is still counted among the pods seen that ran.
     """
     job_status = job.get("status") or {}
     uncounted = job_status.get("uncountedTerminatedPods") or {}
@@ -286,7 +289,8 @@ def count_attempts(task: Mapping[str, Any], job: Mapping[str, Any], pods: list[M
         + len(uncounted.get("succeeded") or [])
     )
     never_ran = sum(1 for pod in pods if attempts.is_finished(pod) and not attempts.ran(pod))
-    active = sum(1 for pod in pods if attempts.running(pod) and not attempts.is_finished(pod))
+    active = sum(1 for pod in pods if attempts.running(pod) and not attempts.is_finished(pod)
+                 and not (pod.get("metadata") or {}).get("deletionTimestamp"))
     recorded = int((task.get("status") or {}).get("attempts") or 0)
     return max(recorded, sum(1 for pod in pods if attempts.ran(pod)), counted - never_ran + active)
 

@@ -200,6 +200,29 @@ def test_deadline_exceeded_keeps_the_last_attempts_exception(operator, namespace
     assert status["attempts"] >= 1  # the second attempt may not start in 15 s on a busy node
 
 
+def test_a_running_task_past_its_deadline_is_stopped_by_sigterm_not_left_to_the_grace_period(
+        operator, namespace, api):
+    """The Job controller deletes the pod when timeoutSeconds passes; kubelet sends
+    SIGTERM, then SIGKILL 30 s later. The runner (PID 1, where SIGTERM has no default
+    action) stops the task on SIGTERM: the container ends 143, not 137."""
+    operator(namespace)
+    name = api.create(f"{T}.sleep", 120, timeoutSeconds=5)
+    api.wait_state(name, "STARTED", timeout=60)
+    wait_running_container(api, name)
+    pod = only_pod(api, name).metadata.name
+    status = finished(api, name, timeout=120)
+    assert (status["state"], status["reason"]) == ("FAILURE", "DeadlineExceeded"), status
+    # Ended with the deadline, not 30 s later when SIGKILL would have come.
+    ran = (datetime.datetime.fromisoformat(status["finishedAt"].replace("Z", "+00:00"))
+           - datetime.datetime.fromisoformat(status["startedAt"].replace("Z", "+00:00"))).total_seconds()
+    assert ran < 25, status
+    assert status["attempts"] == 1  # one pod (it was counted twice while it stopped)
+    last = status["lastAttempt"]
+    assert last["pod"] == pod
+    if "could not be read" not in last.get("logTail", ""):
+        assert "stopped after" in last["logTail"] and "exit code 143 (SIGTERM)" in last["logTail"], last
+
+
 @pytest.mark.parametrize("task", ["venv.__main__.main", "unittest.__main__.main"])
 def test_a_module_that_exits_on_import_could_not_load_and_is_not_retried(operator, namespace, api, task):
     operator(namespace)

@@ -533,3 +533,18 @@ def test_the_log_of_a_pod_taken_away_before_its_status_said_running_is_read():
     # A pod that failed without being taken away and never ran has no log to read.
     never = with_status(pod("p2", "2025-01-02T03:00:00Z", "waiting"), phase="Failed")
     assert transitions.pod_needing_log(started(), job(), [never]) is None
+
+
+def test_a_pod_the_job_counted_failed_while_it_stops_is_one_attempt_not_two():
+    """activeDeadlineSeconds: the Job controller deletes the pod and counts it failed at
+    once, while its container still runs out its grace period (found: attempts 2 for one
+    pod, written to the status and the event, and never corrected since attempts only grow)."""
+    stopping = deleting(pod("p1", "2025-01-02T03:00:00Z", "running"))
+    deadline = {"status": {"failed": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"}]}}
+    assert transitions.count_attempts(task(), deadline, [stopping]) == 1
+    # Not yet counted by the Job (deleted by a user): still the one attempt seen.
+    assert transitions.count_attempts(task(), {"status": {}}, [stopping]) == 1
+    # A second pod running while the first is gone and counted: two.
+    assert transitions.count_attempts(task(), {"status": {"failed": 1}},
+                                      [pod("p2", "2025-01-02T03:05:00Z", "running")]) == 2
