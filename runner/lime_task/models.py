@@ -28,6 +28,13 @@ ROUTING_KEY_OVERHEAD = len("core.task.") + len(".failure.v1")  # ".success.v1" i
 TASK_PATH_MAX = AMQP_SHORTSTR_MAX - ROUTING_KEY_OVERHEAD  # 234
 # A result is at most TERMINATION_MESSAGE_LIMIT bytes of JSON: at most one float per 4.
 TERMINATION_FLOAT_PATHS_MAX = TERMINATION_MESSAGE_LIMIT // 4
+# status.resultFloatPaths items (the CRD's maxLength). A pointer escapes '~' and '/' in
+# keys as two characters and repeats every key above its float, so a result that fits
+# the termination message can still make pointers the API server refuses: the runner
+# checks them too (termination.success_message), each and together, the total with the
+# same bound as the arguments' floatPaths.
+RESULT_FLOAT_PATH_MAX_LENGTH = 4096
+RESULT_FLOAT_PATHS_MAX_BYTES = MAX_ARGUMENTS_BYTES
 # JSON pointers of integral floats (lime_task.values.float_paths): at most one per
 # 4 bytes of arguments (`1.0,`), each no longer than the arguments themselves.
 MAX_FLOAT_PATHS = MAX_ARGUMENTS_BYTES // 4

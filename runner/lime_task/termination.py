@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import values
+from . import models, values
 from .constants import TERMINATION_MESSAGE_LIMIT
 
 
@@ -149,7 +149,34 @@ def success_message(result: Any, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
             f"holds at most {limit} bytes ({limit - _SUCCESS_OVERHEAD} for the result). "
             "Return a small summary and store large data elsewhere"
         )
+    _check_float_paths(result)
     return message
+
+
+def _check_float_paths(result: Any) -> None:
+    """InvalidResult if the pointers to the result's integral floats (the status's
+    resultFloatPaths, lime_task.values.float_paths) would not fit the CRD: one longer
+    than RESULT_FLOAT_PATH_MAX_LENGTH, more than TERMINATION_FLOAT_PATHS_MAX of them, or
+    more than RESULT_FLOAT_PATHS_MAX_BYTES together. The status write would be refused
+    after the task's work was done; refused here, the place is named instead."""
+    paths = values.float_paths(result)
+    if len(paths) > models.TERMINATION_FLOAT_PATHS_MAX:
+        raise InvalidResult(
+            f"the task's result holds {len(paths)} floats with an integral value (such as 2.0); the status "
+            f"records the place of at most {models.TERMINATION_FLOAT_PATHS_MAX}. Return fewer, or ints")
+    for pointer in paths:
+        length = len(pointer)
+        if length > models.RESULT_FLOAT_PATH_MAX_LENGTH:
+            raise InvalidResult(
+                f"the place of the float at {values.render_place('result', values.parse_pointer(pointer.removeprefix(values.NEGATIVE_ZERO_MARK)))} is a JSON pointer of "
+                f"{length} characters ('~' and '/' in keys count twice); the status holds pointers of at most "
+                f"{models.RESULT_FLOAT_PATH_MAX_LENGTH}. Use shorter keys above that float")
+    total = _size(json.dumps(paths, ensure_ascii=False, separators=(",", ":")))
+    if total > models.RESULT_FLOAT_PATHS_MAX_BYTES:
+        raise InvalidResult(
+            f"the places of the result's floats with an integral value (resultFloatPaths) are {total} bytes "
+            f"as JSON; the status holds at most {models.RESULT_FLOAT_PATHS_MAX_BYTES}. Return fewer such "
+            "floats, shorter keys or flatter data")
 
 
 def _clean(text: Any) -> str:

@@ -218,6 +218,19 @@ def test_a_result_outside_int64_is_refused_by_the_runner_naming_it(cluster, name
     assert "result['sum']: the integer 9223372036854775809 is outside int64" in done["status"]["error"]["message"]
 
 
+def test_a_result_whose_float_places_the_status_cannot_hold_is_refused_by_the_runner(
+        cluster, namespace, values_operator, monkeypatch):
+    """{'~' * 2050: 1.0} is 2,058 bytes of JSON, but the pointer to its float is 4,101
+    characters: the API server refused the status (FAILURE/StatusRejected, the result
+    lost after the work was done). Now the runner refuses it, naming the place."""
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    sent = send_task_with_options(f"{TASKS}.echo", APP, [{"~" * 2050: 1.0}], namespace=namespace)
+    done = Api(cluster.api_client(), namespace).wait_state(sent.id, "SUCCESS", "FAILURE", timeout=120)
+    assert (state(done), done["status"]["reason"]) == ("FAILURE", "InvalidResult"), done["status"]
+    assert "is a JSON pointer of 4101 characters" in done["status"]["error"]["message"]
+    assert "result['~~~~" in done["status"]["error"]["message"]
+
+
 # --------------------------------------------------------------------------------------
 # Poison objects and the CLI
 # --------------------------------------------------------------------------------------

@@ -99,6 +99,9 @@ def test_bounds_enforced_by_validators_match(root):
     spec = root["properties"]["spec"]["properties"]
     assert spec["kwargs"]["maxProperties"] == models.MAX_KWARGS_PROPERTIES
     assert spec["args"]["maxItems"] == models.MAX_ARGS_ITEMS
+    result_paths = root["properties"]["status"]["properties"]["resultFloatPaths"]
+    assert result_paths["items"]["maxLength"] == models.RESULT_FLOAT_PATH_MAX_LENGTH
+    assert result_paths["maxItems"] == models.TERMINATION_FLOAT_PATHS_MAX
 
 
 def test_spec_is_immutable_by_cel(root):

@@ -5,7 +5,9 @@ kubelet's 4096-byte limit; and the exit codes are the ones the Job and the verdi
 """
 
 import json
+import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from lime_task.constants import TERMINATION_MESSAGE_LIMIT
 from lime_task.termination import (
     NON_RETRIABLE_EXIT_CODES,
     ExitCode,
+    InvalidResult,
     Report,
     failure_message,
     parse_report,
@@ -75,3 +78,22 @@ def test_exit_codes_are_defined_once_and_used_by_the_job():
     assert rule["onExitCodes"]["values"] == [3, 4]
     # Plain ints: the Job is sent as JSON.
     assert all(type(value) is int for value in rule["onExitCodes"]["values"])
+
+
+@pytest.mark.parametrize("result, fragment", [
+    # 2,058 bytes of JSON, but its pointer '/~0~0…' is 4,101 characters (found by a helper).
+    ({"~" * 2050: 1.0}, "is a JSON pointer of 4101 characters"),
+    ({"/" * 2050: [1.0]}, "is a JSON pointer of 4103 characters"),
+    # Each pointer fits, together they do not: 600 floats under a 90-character key.
+    ({"k" * 90: [1.0] * 600}, "resultFloatPaths) are"),
+])
+def test_a_result_whose_float_places_the_status_cannot_hold_is_invalid_naming_why(result, fragment):
+    assert len(json.dumps(result)) <= TERMINATION_MESSAGE_LIMIT
+    with pytest.raises(InvalidResult, match=re.escape(fragment)) as raised:
+        success_message(result)
+    assert "result[" in str(raised.value) or "resultFloatPaths" in str(raised.value)
+
+
+def test_a_result_whose_float_places_fit_is_reported():
+    result = {"~" * 1000: 1.0, "rows": [2.0] * 100}
+    assert json.loads(success_message(result)) == {"ok": True, "result": result}
