@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Optional
 
@@ -387,8 +388,10 @@ def status_result(status: Any) -> Any:
 # (MAX_DEPTH) is kept whole, and 200 is far below the decoder's ~1000.
 DECODE_MAX_DEPTH = 2 * MAX_DEPTH
 # What a cut part is replaced by: a string no accepted value is refused for, but that
-# `find_string` locates to say where the cut was.
-TOO_DEEP = f"<lime-task: nested deeper than {DECODE_MAX_DEPTH} levels; not decoded>"
+# `find_string` locates to say where the cut was. Random per process: a fixed text was an
+# ordinary value a task could send or return, and every read of that task then said it
+# was nested too deep (the HTTP API answered 503 for it and for its app's whole list).
+TOO_DEEP = f"<lime-task: nested deeper than {DECODE_MAX_DEPTH} levels; not decoded; {secrets.token_hex(16)}>"
 # A JSON string (escapes included) or a bracket; everything else is copied as it is.
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 

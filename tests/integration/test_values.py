@@ -231,6 +231,23 @@ def test_a_result_whose_float_places_the_status_cannot_hold_is_refused_by_the_ru
     assert "result['~~~~" in done["status"]["error"]["message"]
 
 
+def test_a_value_that_reads_like_the_cut_marker_arrives_and_reads_back_exactly(
+        cluster, namespace, values_operator, monkeypatch):
+    """The text that marked a cut part was fixed: a task sent or returning it could not
+    be read back (get_status raised 'nested deeper than 200 levels', the CLI noted a
+    false 'invalid')."""
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    marker = "<lime-task: nested deeper than 200 levels; not decoded>"
+    sent = send_task_with_options(f"{TASKS}.echo", APP, [marker], namespace=namespace)
+    done = Api(cluster.api_client(), namespace).wait_state(sent.id, "SUCCESS", "FAILURE", timeout=120)
+    assert state(done) == "SUCCESS", done["status"]
+    assert get_status(sent.id, APP, namespace=namespace).result == marker
+    shown = subprocess.run([sys.executable, "-m", "lime_task.cli", "status", sent.id, "--app", APP, "-n", namespace,
+                            "-o", "json"], capture_output=True, text=True, timeout=60, env=cluster.env())
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["result"] == marker and "invalid" not in shown.stderr
+
+
 # --------------------------------------------------------------------------------------
 # Poison objects and the CLI
 # --------------------------------------------------------------------------------------

@@ -436,3 +436,14 @@ def test_the_longest_task_name_makes_a_255_byte_routing_key():
     name = "p." + "t" * (TASK_PATH_MAX - 2)
     assert len(routing_key(name, "FAILURE").encode()) == 255
     assert len(routing_key(name, "SUCCESS").encode()) == 255
+
+
+def test_a_value_equal_to_the_old_fixed_cut_marker_is_an_ordinary_string():
+    """The marker was a fixed text that a task could send or return: every read of that
+    task then said it was cut (the HTTP API answered 503). It is random per process now."""
+    old_marker = "<lime-task: nested deeper than 200 levels; not decoded>"
+    obj = {"status": {"result": old_marker}, "spec": {"args": [old_marker, values.TOO_DEEP[:-1]]}}
+    value, cut = values.decode_bounded(json.dumps(obj))
+    assert (value, cut) == (obj, False)
+    assert values.cut_place(value) is None
+    assert old_marker != values.TOO_DEEP and len(values.TOO_DEEP) > len(old_marker) + 32
