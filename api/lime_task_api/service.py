@@ -131,7 +131,7 @@ class TaskService:
     # -- read and wait ------------------------------------------------------------------
 
     def _read_own(self, caller_apps: tuple[str, ...], task_id: str) -> dict[str, Any]:
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             raise not_found(task_id)
         obj = self.backend.get(self.namespace, task_id)
         # spec.app (immutable, schema-checked) decides ownership, not the label.

@@ -88,7 +88,7 @@ def parse_settings(data: Any) -> Settings:
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r}; the keys are {', '.join(_KEYS)}")
     namespace = data.get("namespace")
-    if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.match(namespace)):
+    if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace)):
         raise ConfigError(f"namespace must be a namespace name (a DNS label), got {namespace!r}")
     audiences = data.get("audiences", [])
     if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
@@ -104,7 +104,7 @@ def parse_settings(data: Any) -> Settings:
         if not isinstance(apps, list) or not apps:
             raise ConfigError(f"{where} must be a non-empty list of application names, got {apps!r}")
         for app in apps:
-            if not isinstance(app, str) or len(app) > APP_NAME_MAX or not re.match(APP_NAME_PATTERN, app):
+            if not isinstance(app, str) or len(app) > APP_NAME_MAX or not re.fullmatch(APP_NAME_PATTERN, app):
                 raise ConfigError(
                     f"{where}: {app!r} is not an application name (at most {APP_NAME_MAX} characters, "
                     f"pattern {APP_NAME_PATTERN})"

@@ -128,19 +128,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     app_images = json_string_map("APP_IMAGES")
     for app, image in app_images.items():
-        if not re.match(APP_NAME_PATTERN, app):
+        if not re.fullmatch(APP_NAME_PATTERN, app):
             problems.append(f"{PREFIX}APP_IMAGES: {app!r} is not a valid app name")
         if not image.strip():
             problems.append(f"{PREFIX}APP_IMAGES: the image for app {app!r} is empty")
 
     extra_env = json_string_map("EXTRA_ENV")
     for name in extra_env:
-        if not _ENV_NAME_PATTERN.match(name):
+        if not _ENV_NAME_PATTERN.fullmatch(name):
             problems.append(f"{PREFIX}EXTRA_ENV: {name!r} is not a valid environment variable name")
 
     namespaces = comma_list("NAMESPACES")
     for namespace in namespaces:
-        if not _NAMESPACE_PATTERN.match(namespace) or len(namespace) > 63:
+        if not _NAMESPACE_PATTERN.fullmatch(namespace) or len(namespace) > 63:
             problems.append(f"{PREFIX}NAMESPACES: {namespace!r} is not a valid namespace name")
 
     broker_url = raw("BROKER_URL")
@@ -150,7 +150,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     exchange = raw("EXCHANGE") or DEFAULT_EXCHANGE
 
     task_service_account = raw("TASK_SERVICE_ACCOUNT")
-    if task_service_account and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", task_service_account):
+    if task_service_account and not re.fullmatch(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", task_service_account):
         problems.append(f"{PREFIX}TASK_SERVICE_ACCOUNT: {task_service_account!r} is not a valid ServiceAccount name")
     container_start_timeout = non_negative_int("CONTAINER_START_TIMEOUT_SECONDS", DEFAULT_CONTAINER_START_TIMEOUT_SECONDS)
     if container_start_timeout < 1:

@@ -199,7 +199,7 @@ def _not_found(task_id: Any, app_name: str, namespace: str) -> NotFoundError:
 
 def _read_own(connection: kube.Connection, namespace: str, task_id: str, app_name: str) -> dict[str, Any]:
     """The task if it exists AND belongs to app_name; else NotFoundError, same message."""
-    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+    if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
         raise _not_found(task_id, app_name, namespace)
     obj = kube.get_task(connection, namespace, task_id)
     # spec.app (immutable, schema-checked) decides ownership, not the label, which

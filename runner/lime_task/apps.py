@@ -44,7 +44,7 @@ def load_factory(spec: Optional[str]) -> Callable[[str], Any]:
     """The factory named by `module:callable`, or the default `Application` when empty."""
     if not spec:
         return Application
-    if not _FACTORY_SPEC.match(spec):
+    if not _FACTORY_SPEC.fullmatch(spec):
         raise FactoryLoadError(
             f"{ENV_APP_FACTORY}={spec!r} is not of the form 'module:callable' "
             "(e.g. 'my_package.app:create_app')"

@@ -156,9 +156,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
             parser.error("--wait-timeout needs --wait")
         try:
             options.kwargs = cli_args.parse_kwargs(options.kwarg)
+            options.values = [cli_args.parse_value(item) for item in options.args]
         except ValueError as error:
             parser.error(str(error))
-        options.values = [cli_args.parse_value(item) for item in options.args]
     if options.command == "events" and options.failures and options.successes:
         parser.error("--failures and --successes together are the default (all events): give one or neither")
     return options

@@ -46,15 +46,32 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object on the command line names one key twice: json.loads would keep the
+    last value and lose the first unseen (the HTTP API refuses such a body too)."""
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in result:
+            raise DuplicateKey(f"the key {key!r} appears twice in one JSON object")
+        result[key] = item
+    return result
+
+
 def parse_value(text: str) -> Any:
     """A command-line value: its JSON meaning when it is valid JSON, else the text itself.
 
     So `1` is the number 1, `true` a boolean, `[1, 2]` a list and `'"1"'` the string
     "1", while `hello` (not JSON) stays the string "hello". This is what a shell user
-    means in nearly every case; quote a JSON string to force a string.
+    means in nearly every case; quote a JSON string to force a string. DuplicateKey (a
+    ValueError) for JSON whose object names a key twice: it is JSON, not text.
     """
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_members)
+    except DuplicateKey as error:
+        raise DuplicateKey(f"argument {text[:80]!r}: {error}") from None
     except ValueError:
         return text
 
@@ -71,7 +88,7 @@ def parse_kwargs(items: Iterable[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"--kwarg {item!r} is not NAME=VALUE")
         key = key.strip()
-        if not _IDENTIFIER.match(key):
+        if not _IDENTIFIER.fullmatch(key):
             raise ValueError(f"--kwarg {item!r}: {key!r} is not a Python identifier")
         if key in result:
             raise ValueError(f"--kwarg {key!r} is given twice")

@@ -152,11 +152,12 @@ def run(options: argparse.Namespace, io: Any) -> int:
 
         try:
             kwargs = cli_args.parse_kwargs(options.kwarg)
+            args = [cli_args.parse_value(item) for item in options.args]
         except ValueError as error:
             raise InvalidTaskError(str(error)) from None
         body = schedules.build_schedule(
             options.name, options.cron, options.task, options.app,
-            [cli_args.parse_value(item) for item in options.args], kwargs,
+            args, kwargs,
             time_zone=options.time_zone, concurrency_policy=options.concurrency_policy,
             starting_deadline_seconds=options.starting_deadline, suspend=options.suspend,
             successful_history=options.successful_history, failed_history=options.failed_history,

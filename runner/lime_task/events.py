@@ -50,7 +50,7 @@ def _check_terminal(state: str) -> str:
 
 
 def _check_task_name(task_name: str) -> str:
-    if not isinstance(task_name, str) or not re.match(TASK_PATH_PATTERN, task_name):
+    if not isinstance(task_name, str) or not re.fullmatch(TASK_PATH_PATTERN, task_name):
         raise ValueError(
             f"task name {task_name!r} is not a dotted Python path such as "
             "'my_package.tasks.send_report'"
@@ -92,7 +92,7 @@ def pattern_for(
     """
     if task is None:
         name = "#"
-    elif isinstance(task, str) and _TASK_PATTERN.match(task):
+    elif isinstance(task, str) and _TASK_PATTERN.fullmatch(task):
         name = task
     else:
         raise ValueError(

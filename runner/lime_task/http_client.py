@@ -147,7 +147,7 @@ def _not_found(task_id: Any, app: str) -> NotFoundError:
 
 def get_view(task_id: Any, app: str, namespace: Optional[str] = None, **query: Any) -> dict[str, Any]:
     """The API's view of the task (GET /v1/tasks/{id}?app=); NotFoundError as get_status."""
-    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+    if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
         raise _not_found(task_id, app)
     timeout = REQUEST_TIMEOUT_SECONDS + (query.get("wait") or 0)
     try:
@@ -217,7 +217,7 @@ def list_views(app: Optional[str], state: Optional[str], namespace: Optional[str
 
 def cancel(task_id: Any, app: str, namespace: Optional[str] = None) -> dict[str, Any]:
     """DELETE /v1/tasks/{id}: the deleted task's last view; NotFoundError as get_status."""
-    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+    if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
         raise _not_found(task_id, app)
     try:
         _, view = request("DELETE", f"/v1/tasks/{urllib.parse.quote(task_id, safe='')}",

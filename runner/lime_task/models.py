@@ -101,7 +101,7 @@ class LimeTaskSpec(_Model):
         if len(value) > MAX_KWARGS_PROPERTIES:
             raise ValueError(f"at most {MAX_KWARGS_PROPERTIES} keyword arguments, got {len(value)}")
         for key in value:
-            if not re.match(KWARG_NAME_PATTERN, key):
+            if not re.fullmatch(KWARG_NAME_PATTERN, key):
                 raise ValueError(f"keyword argument name {key!r} is not a Python identifier")
         return value
 

@@ -95,7 +95,7 @@ def task(function: Optional[F] = None, *, name: Optional[str] = None, **options:
         if not callable(fn) or isinstance(fn, type):
             raise TypeError(f"@task decorates functions, not {fn!r}")
         owner = default_name(fn)
-        if name is not None and (not isinstance(name, str) or not re.match(TASK_PATH_PATTERN, name)):
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(TASK_PATH_PATTERN, name)):
             raise ValueError(
                 f"@task name of {owner} must be a dotted import path like "
                 f"'my_package.tasks.my_task', got {name!r}"
@@ -178,7 +178,7 @@ def load_task(path: str) -> Callable[..., Any]:
 
     Raises TaskLoadError naming the path and the reason.
     """
-    if not isinstance(path, str) or not re.match(TASK_PATH_PATTERN, path):
+    if not isinstance(path, str) or not re.fullmatch(TASK_PATH_PATTERN, path):
         raise TaskLoadError(f"task {path!r} is not a dotted import path like 'my_package.tasks.my_task'")
     function = _import_attribute(path)
     if options_of(function) is None:

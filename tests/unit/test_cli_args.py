@@ -5,7 +5,11 @@ import argparse
 import pytest
 
 from lime_task import cli, cli_args, run_options
+from lime_task.apps import FactoryLoadError, factory_from_env
 from lime_task.cli_args import ExitCode
+from lime_task.events import routing_key
+from lime_task.models import LimeTaskSpec
+from lime_task.tasks import TaskLoadError, load_task
 
 # The argparse types of --timeout and --retries, derived from the run options' bounds.
 TIMEOUT = cli_args.option_value(run_options.BY_NAME["timeout_seconds"])
@@ -148,3 +152,28 @@ def test_help_documents_every_exit_code(capsys):
 def test_exit_codes_are_the_documented_numbers():
     assert [int(c) for c in (ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.NOT_FOUND, ExitCode.TIMEOUT, ExitCode.UNAVAILABLE)] == [0, 1, 2, 3, 4, 5]
     assert ExitCode.INTERRUPTED == 130
+
+
+@pytest.mark.parametrize("text", ['{"a": 1, "a": 2}', '[{"k": {"x": 1, "x": 1}}]', '{"": 0, "": 0}'])
+def test_a_json_argument_naming_a_key_twice_is_refused_not_merged(text):
+    """json.loads keeps the last of two equal keys; the first value would be lost unseen
+    (the HTTP API refuses such a body; the CLI used to send {"a": 2})."""
+    with pytest.raises(cli_args.DuplicateKey, match="appears twice in one JSON object"):
+        cli_args.parse_value(text)
+    with pytest.raises(cli_args.DuplicateKey):
+        cli_args.parse_kwargs([f"k={text}"])
+
+
+@pytest.mark.parametrize("check", [
+    lambda: LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "kwargs": {"value\n": 1}}),
+    lambda: LimeTaskSpec.model_validate({"task": "a.b\n", "app": "x"}),
+    lambda: load_task("sample_tasks.tasks.add\n"),
+    lambda: routing_key("sample_tasks.tasks.add\n", "SUCCESS"),
+    lambda: factory_from_env({"LIME_TASK_APP_FACTORY": "pkg.app:create\n"}),
+])
+def test_a_name_with_a_trailing_newline_is_refused(check):
+    """re.match(r'^...$') accepts 'name\\n' ($ matches before a final newline): every
+    whole-string check is a fullmatch (found: {'value\\n': 1} passed the HTTP API as a
+    keyword name, then failed CouldNotLoad in the pod)."""
+    with pytest.raises((ValueError, TaskLoadError, FactoryLoadError)):
+        check()
