@@ -41,6 +41,10 @@ MAX_FLOAT_PATHS = MAX_ARGUMENTS_BYTES // 4
 MAX_ARGS_ITEMS = 256
 MAX_KWARGS_PROPERTIES = 256
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+# The largest int32, as the Job API's own ttlSecondsAfterFinished (68 years): without a
+# maximum, 2**63 passed every check here and the API server refused it with a number
+# parse error that names no field.
+MAX_TTL_SECONDS = 2**31 - 1
 MAX_RETRIES = 20
 # Kubernetes API conventions for conditions (the same patterns as metav1.Condition).
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -90,7 +94,7 @@ class LimeTaskSpec(_Model):
     retries: int = Field(default=0, ge=0, le=MAX_RETRIES)
     image: Optional[str] = Field(default=None, min_length=1, max_length=512)
     resources: Optional[Resources] = None
-    ttl_seconds_after_finished: Optional[int] = Field(default=None, ge=0)
+    ttl_seconds_after_finished: Optional[int] = Field(default=None, ge=0, le=MAX_TTL_SECONDS)
     # Where args/kwargs hold floats with an integral value, which the API server stores
     # as integers (lime_task.values). Computed from the values; on the wire only.
     float_paths: Optional[list[str]] = Field(default=None, max_length=MAX_FLOAT_PATHS)

@@ -22,7 +22,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from .models import MAX_RETRIES, MAX_TIMEOUT_SECONDS
+from .models import MAX_RETRIES, MAX_TIMEOUT_SECONDS, MAX_TTL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ OPTIONS: tuple[RunOption, ...] = (
               "\"500m\", \"1Gi\"); not given: none set (a LimitRange of the namespace may add some)", members=("limits", "requests")),
     RunOption("ttl_seconds_after_finished", "ttlSecondsAfterFinished", int,
               "how long the finished task is kept, in seconds; not given: the operator's "
-              "DEFAULT_TTL_SECONDS", low=0, unit="seconds", task_default=True, cli_flag="--ttl"),
+              "DEFAULT_TTL_SECONDS", low=0, high=MAX_TTL_SECONDS, unit="seconds", task_default=True, cli_flag="--ttl"),
 )
 NAMES: tuple[str, ...] = tuple(option.name for option in OPTIONS)
 BY_NAME: dict[str, RunOption] = {option.name: option for option in OPTIONS}

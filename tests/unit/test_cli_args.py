@@ -177,3 +177,14 @@ def test_a_name_with_a_trailing_newline_is_refused(check):
     keyword name, then failed CouldNotLoad in the pod)."""
     with pytest.raises((ValueError, TaskLoadError, FactoryLoadError)):
         check()
+
+
+def test_a_ttl_beyond_int32_is_refused_before_the_api_server():
+    """2**63 passed every check and the API server refused it with a number parse error
+    naming no field; the bound is the Job API's own (int32), in the CRD too."""
+    ttl = cli_args.option_value(run_options.BY_NAME["ttl_seconds_after_finished"])
+    assert ttl("2147483647") == 2**31 - 1
+    with pytest.raises(argparse.ArgumentTypeError):
+        ttl(str(2**63))
+    with pytest.raises(ValueError, match="ttlSecondsAfterFinished"):
+        LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "ttlSecondsAfterFinished": 2**31})
