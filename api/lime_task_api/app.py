@@ -76,14 +76,31 @@ def error_response(error: BaseException) -> JSONResponse:
     raise error
 
 
+def _charset(parameters: str) -> "str | None":
+    """The charset parameter of a Content-Type's parameters (lowercase, unquoted), if any."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 once it passes `limit` bytes (only `limit` bytes are kept;
     the rest is read and thrown away up to DRAIN_BYTES, so that the client reads the 413
     instead of a connection reset), and with 415 unless it is declared application/json."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared_type = request.headers.get("content-type", "")
+    media_type, _, parameters = declared_type.partition(";")
+    media_type = media_type.strip().lower()
     if media_type != "application/json":
         raise bodies.RequestProblem(415, "UnsupportedMediaType",
                                     f"the body must be application/json, got {media_type or 'no Content-Type'}")
+    # JSON is UTF-8 (RFC 8259 section 8.1), and the body is decoded as such: a body
+    # declared in another charset would be read as something it does not say.
+    charset = _charset(parameters)
+    if charset not in (None, "utf-8", "utf8"):
+        raise bodies.RequestProblem(415, "UnsupportedMediaType",
+                                    f"the body must be UTF-8 JSON, got charset={charset}")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         if int(declared) <= DRAIN_BYTES:

@@ -142,15 +142,21 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
     `send` accepts its task arguments anywhere after TASK (`send t --app a 1 2` as well
     as `send t 1 2 --app a`): argparse stops filling a positional list at the first
-    option, so the leftovers are appended here, in order.
+    option, so the leftovers are appended here, in order. After `--` every word is a
+    task argument, even one that starts with '-' (`send t --app a -- -x`), as in any
+    POSIX command.
     """
     parser = build_parser()
     options, extras = parser.parse_known_args(argv)
-    if extras:
+    verbatim: list[str] = []
+    if "--" in extras:
+        cut = extras.index("--")
+        extras, verbatim = extras[:cut], extras[cut + 1:]
+    if extras or verbatim:
         unknown = [item for item in extras if item.startswith("-") and not _looks_like_number(item)]
         if options.command != "send" or unknown:
-            parser.error(f"unrecognized arguments: {' '.join(unknown or extras)}")
-        options.args = list(options.args) + list(extras)
+            parser.error(f"unrecognized arguments: {' '.join(unknown or extras + verbatim)}")
+        options.args = list(options.args) + list(extras) + verbatim
     if options.command == "send":
         if options.wait_timeout is not None and not options.wait:
             parser.error("--wait-timeout needs --wait")

@@ -130,6 +130,25 @@ def test_a_body_of_another_media_type_gets_415(served):
     assert status == 415 and "application/json" in answer["error"]["message"]
 
 
+@pytest.mark.parametrize("content_type", ["application/json;charset=latin-1", 'application/json; charset="UTF-16"'])
+def test_a_json_body_in_another_charset_gets_415_naming_it(served, content_type):
+    """The body is decoded as UTF-8 (RFC 8259): one declared latin-1 would be read as
+    something it does not say ('\xe9' would be refused, or taken as other text)."""
+    body = json.dumps({"task": "shop.tasks.add", "args": ["caf\u00e9"]}, ensure_ascii=False).encode("latin-1")
+    before = len(served.backend.objects)
+    status, _, answer = call(served, "POST", "/v1/tasks", raw=body, content_type=content_type)
+    assert status == 415 and "UTF-8" in answer["error"]["message"], answer
+    assert len(served.backend.objects) == before  # nothing created
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON;CHARSET=UTF-8"])
+def test_a_json_body_declared_utf8_is_accepted(served, content_type):
+    body = json.dumps({"task": "shop.tasks.add", "args": ["caf\u00e9"]}, ensure_ascii=False).encode()
+    status, _, answer = call(served, "POST", "/v1/tasks", raw=body, content_type=content_type)
+    assert status == 201, answer
+    assert served.backend.objects[answer["id"]]["spec"]["args"] == ["caf\u00e9"]
+
+
 @pytest.mark.parametrize("header", [None, "Basic dXNlcjpwdw==", "Bearer", "Bearer a b", "token-billing"])
 def test_missing_or_malformed_credentials_get_401_with_www_authenticate(served, header):
     headers = {"Authorization": header} if header else {}

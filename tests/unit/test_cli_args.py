@@ -188,3 +188,18 @@ def test_a_ttl_beyond_int32_is_refused_before_the_api_server():
         ttl(str(2**63))
     with pytest.raises(ValueError, match="ttlSecondsAfterFinished"):
         LimeTaskSpec.model_validate({"task": "a.b", "app": "x", "ttlSecondsAfterFinished": 2**31})
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["send", "t.x", "--app", "a", "--", "-x"], ["-x"]),
+    (["send", "t.x", "--app", "a", "1", "--", "-x", "--y", "--"], [1, "-x", "--y", "--"]),
+    (["send", "--app", "a", "--", "t.x", "-x"], ["-x"]),
+    (["send", "t.x", "2", "--app", "a"], [2]),
+])
+def test_after_a_double_dash_every_word_is_a_task_argument(argv, expected):
+    assert cli.parse(argv).values == expected
+
+
+def test_a_double_dash_elsewhere_is_still_refused():
+    with pytest.raises(SystemExit):
+        cli.parse(["status", "t1", "--app", "a", "--", "-x"])
