@@ -174,6 +174,13 @@ class TaskStatus:
                 window = max(1, math.ceil(remaining))
             for kind, obj in kube.watch_task(connection, namespace, self.id, version, window):
                 if kind == "DELETED":
+                    # The event carries the task's last state: one deleted as soon as it
+                    # finished (ttlSecondsAfterFinished 0) ends the wait with its outcome.
+                    if (obj.get("spec") or {}).get("app") == self.app:
+                        final = TaskStatus.from_object(obj)
+                        if final.is_completed():
+                            self._update(final, on_change)
+                            return
                     raise NotFoundError(
                         f"task {self.id} ({self.app}) was deleted before it completed; last state {self.status}"
                     )

@@ -48,6 +48,9 @@ class FakeBackend:
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
+        # The last state of each removed object: a watch's DELETED event carries it, as
+        # the API server's does.
+        self.removed: dict[str, dict[str, Any]] = {}
         self.versions = itertools.count(1)
         self.lock = threading.Lock()
         self.expire_continue = False
@@ -81,7 +84,9 @@ class FakeBackend:
 
     def remove(self, name: str) -> None:
         with self.lock:
-            self.objects.pop(name, None)
+            obj = self.objects.pop(name, None)
+            if obj is not None:
+                self.removed[name] = obj
 
     def get(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
         self._check()
@@ -112,7 +117,7 @@ class FakeBackend:
             obj = self.objects.get(name)
             if obj is None or obj["metadata"]["uid"] != uid:
                 return False
-            del self.objects[name]
+            self.removed[name] = self.objects.pop(name)
             return True
 
     def watch(self, namespace: str, name: str, version: str, seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -123,7 +128,9 @@ class FakeBackend:
                 obj = self.objects.get(name)
                 current = None if obj is None else obj["metadata"]["resourceVersion"]
             if obj is None:
-                yield "DELETED", {"metadata": {"name": name, "resourceVersion": version}}
+                with self.lock:
+                    last = self.removed.get(name) or {"metadata": {"name": name, "resourceVersion": version}}
+                yield "DELETED", {**last}
                 return
             if current != version:
                 version = current

@@ -216,3 +216,35 @@ def test_wait_on_a_completed_status_returns_at_once_without_the_api():
 def test_wait_without_an_app_is_a_clear_error():
     with pytest.raises(ValueError, match="does not know its app"):
         TaskStatus("t1").wait(timeout=1)
+
+
+def _waiting_on(monkeypatch, events):
+    """TaskStatus.wait in direct mode against a watch that yields `events`."""
+    from lime_task import api, http_client, kube
+
+    pending = {**_obj({"state": "PENDING"}), "metadata": {"name": "t1", "namespace": "ns", "resourceVersion": "1"}}
+    monkeypatch.setattr(http_client, "api_url", lambda: None)
+    monkeypatch.setattr(kube, "connect", lambda: object())
+    monkeypatch.setattr(api, "_read_own", lambda *a: pending)
+    monkeypatch.setattr(kube, "watch_task", lambda *a: iter(events))
+    status = TaskStatus("t1", "PENDING", app="a", namespace="ns")
+    return status.wait(timeout=5)
+
+
+def test_a_task_deleted_as_soon_as_it_finished_ends_the_wait_with_its_outcome(monkeypatch):
+    """ttlSecondsAfterFinished 0: the DELETED event may be the first to show the end; it
+    carries the last state (found: 'was deleted before it completed; last state PENDING'
+    for a task that had succeeded)."""
+    final = _obj({"state": "SUCCESS", "result": {"sum": 3}})
+    status = _waiting_on(monkeypatch, [("DELETED", final)])
+    assert (status.status, status.result) == ("SUCCESS", {"sum": 3})
+
+
+def test_a_task_deleted_unfinished_or_of_another_app_is_not_found(monkeypatch):
+    from lime_task.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="deleted before it completed; last state PENDING"):
+        _waiting_on(monkeypatch, [("DELETED", _obj({"state": "STARTED"}))])
+    other = {**_obj({"state": "SUCCESS", "result": 1}), "spec": {"app": "other", "task": "p.t"}}
+    with pytest.raises(NotFoundError):
+        _waiting_on(monkeypatch, [("DELETED", other)])

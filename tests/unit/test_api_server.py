@@ -258,6 +258,23 @@ def test_long_poll_ends_after_wait_with_the_state_then(served):
     assert got["status"] == "PENDING" and 0.4 < time.monotonic() - started < 3
 
 
+def test_long_poll_on_a_task_deleted_as_soon_as_it_finished_answers_its_outcome(served):
+    """ttlSecondsAfterFinished 0: the watch's DELETED event is the first to show the end
+    and carries the last state (found: the client said 'deleted before it completed;
+    last state PENDING' for a task that had succeeded)."""
+    view, _ = send(served)
+
+    def finish_and_delete():  # one step: no watch can see the SUCCESS before the deletion
+        with served.backend.lock:
+            obj = served.backend.objects.pop(view["id"])
+            obj["status"] = {"state": "SUCCESS", "result": {"sum": 3}}
+            served.backend.removed[view["id"]] = obj
+
+    _later(0.3, finish_and_delete)
+    status, _, answer = call(served, "GET", f"/v1/tasks/{view['id']}?wait=4")
+    assert (status, answer["status"], answer["result"]) == (200, "SUCCESS", {"sum": 3})
+
+
 def test_long_poll_on_a_deleted_task_is_404(served):
     view, _ = send(served)
     _later(0.3, lambda: served.backend.remove(view["id"]))
