@@ -179,7 +179,7 @@ class TaskService:
         for kind, obj in self.backend.watch(self.namespace, task_id, version, seconds):
             if kind == "DELETED":
                 # The event carries the task's last state: one deleted as soon as it
-                # finished (ttlSecondsAfterFinished 0) ends the wait with its outcome.
+                # finished (a TTL after finishing of 0) ends the wait with its outcome.
                 final = bodies.task_view(obj) if (obj.get("spec") or {}).get("app") == view.get("app") else None
                 if final is not None and final["status"] in TERMINAL_STATES:
                     return final

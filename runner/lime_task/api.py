@@ -175,7 +175,7 @@ class TaskStatus:
             for kind, obj in kube.watch_task(connection, namespace, self.id, version, window):
                 if kind == "DELETED":
                     # The event carries the task's last state: one deleted as soon as it
-                    # finished (ttlSecondsAfterFinished 0) ends the wait with its outcome.
+                    # finished (a TTL after finishing of 0) ends the wait with its outcome.
                     if (obj.get("spec") or {}).get("app") == self.app:
                         final = TaskStatus.from_object(obj)
                         if final.is_completed():
