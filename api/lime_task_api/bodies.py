@@ -66,16 +66,6 @@ def _refuse_constant(name: str) -> Any:
     raise RequestProblem(400, "BadRequest", f"the body is not JSON: {name} is not a JSON value")
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads keeps the last of two equal keys: the first value would be lost unseen.
-    result: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in result:
-            raise RequestProblem(400, "BadRequest", f"the body is not valid: the key {key!r} appears twice in one object")
-        result[key] = item
-    return result
-
-
 def decode_json(raw: bytes, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
     """The JSON value of a request body, exactly as sent, or RequestProblem.
 
@@ -102,7 +92,10 @@ def decode_json(raw: bytes, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
             f"at most {values.MAX_DEPTH}",
         )
     try:
-        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_refuse_constant)
+        return json.loads(text, object_pairs_hook=values.unique_members, parse_constant=_refuse_constant)
+    except values.DuplicateKey as error:
+        raise RequestProblem(
+            400, "BadRequest", f"the body is not valid: the key {error.key!r} appears twice in one object") from None
     except json.JSONDecodeError as error:
         raise RequestProblem(400, "BadRequest", f"the body is not JSON: {error}") from None
 

@@ -28,11 +28,12 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional, TypedDict
 
-from lime_task.constants import LABEL_TASK_ID, TERMINAL_STATES
+# The task's full name on its Jobs and pods (a label value holds only 63 characters):
+# lime_task.children; ANNOTATION_TASK_NAME stays importable from here.
+from lime_task.children import ANNOTATION_TASK_NAME, task_name_of  # noqa: F401
+from lime_task.constants import TERMINAL_STATES
 
-# The task's full name on its Jobs and pods (a label value holds only 63 characters).
 from .attempts import STUCK_WAITING_REASONS
-from .jobs import ANNOTATION_TASK_NAME
 
 # Key = (namespace, name)
 Key = tuple[str, str]
@@ -182,8 +183,7 @@ def is_compact(task: Mapping[str, Any]) -> bool:
 def task_key_of_child(body: Mapping[str, Any]) -> Optional[Key]:
     """The task a Job or pod of ours belongs to: the full-name annotation, else the label."""
     metadata = body.get("metadata") or {}
-    name = (metadata.get("annotations") or {}).get(ANNOTATION_TASK_NAME) or (metadata.get("labels") or {}).get(
-        LABEL_TASK_ID)
+    name = task_name_of(metadata)
     if not name:
         return None
     return (metadata.get("namespace") or "", name)

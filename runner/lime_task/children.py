@@ -31,12 +31,15 @@ def task_label(task_name: str) -> str:
     return f"{stem}-{digest}"
 
 
+def task_name_of(metadata: Mapping[str, Any]) -> str | None:
+    """The name of the task a Job or pod with this ``metadata`` (a dict, camelCase as the
+    API server sends it) was made for: its full-name annotation or, for one made before
+    the annotation existed (0.1.0), its task-id label; None without either."""
+    return ((metadata.get("annotations") or {}).get(ANNOTATION_TASK_NAME)
+            or (metadata.get("labels") or {}).get(LABEL_TASK_ID) or None)
+
+
 def belongs_to(metadata: Mapping[str, Any], task_name: str) -> bool:
-    """True if the Job or pod with this ``metadata`` (a dict, camelCase as the API server
-    sends it) was made for the task named ``task_name``: its full-name annotation says so
-    or, for one made before the annotation existed (0.1.0), its task-id label is the name
-    itself."""
-    annotations = metadata.get("annotations") or {}
-    if ANNOTATION_TASK_NAME in annotations:
-        return annotations[ANNOTATION_TASK_NAME] == task_name
-    return (metadata.get("labels") or {}).get(LABEL_TASK_ID) == task_name
+    """True if the Job or pod with this ``metadata`` was made for the task named
+    ``task_name`` (``task_name_of``)."""
+    return task_name_of(metadata) == task_name

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any, Callable, Iterable
 
-from . import run_options
+from . import run_options, values
 from .constants import STATES
 
 
@@ -46,18 +46,9 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-class DuplicateKey(ValueError):
-    """A JSON object on the command line names one key twice: json.loads would keep the
-    last value and lose the first unseen (the HTTP API refuses such a body too)."""
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in result:
-            raise DuplicateKey(f"the key {key!r} appears twice in one JSON object")
-        result[key] = item
-    return result
+# A JSON argument that names a key twice: it is JSON, not text, and is refused (the HTTP
+# API refuses such a body too).
+DuplicateKey = values.DuplicateKey
 
 
 def parse_value(text: str) -> Any:
@@ -69,9 +60,9 @@ def parse_value(text: str) -> Any:
     ValueError) for JSON whose object names a key twice: it is JSON, not text.
     """
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_members)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=values.unique_members)
     except DuplicateKey as error:
-        raise DuplicateKey(f"argument {text[:80]!r}: {error}") from None
+        raise DuplicateKey(error.key, f"argument {text[:80]!r}") from None
     except ValueError:
         return text
 

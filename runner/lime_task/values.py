@@ -380,6 +380,32 @@ def status_result(status: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------
+# Reading JSON that people type or send: a key named twice is refused
+# --------------------------------------------------------------------------------------
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice: json.loads would keep the last value and lose
+    the first unseen. ``key`` is the repeated key; ``where`` (optional) names the text."""
+
+    def __init__(self, key: str, where: str = "") -> None:
+        text = f"the key {key!r} appears twice in one JSON object"
+        super().__init__(f"{where}: {text}" if where else text)
+        self.key = key
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for json.loads that raises DuplicateKey instead of keeping
+    the last of two equal keys."""
+    result: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = item
+    return result
+
+
+# --------------------------------------------------------------------------------------
 # Reading API responses that may hold a poison object
 # --------------------------------------------------------------------------------------
 
